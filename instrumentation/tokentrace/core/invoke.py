@@ -1,0 +1,147 @@
+"""Running one wrapped SDK method: describe the request, call the SDK, hand over the result.
+
+The application's call always happens exactly once, with the application's arguments, and its
+result or exception is what the application gets. Our steps around it are guarded: if describing
+the request fails, the call runs untraced; if reading the response fails, the span is ended with
+what is known and the SDK's result is returned unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from opentelemetry import context, trace
+from opentelemetry.trace import SpanKind
+
+from tokentrace.core import semconv
+from tokentrace.core.call import GenAICall
+from tokentrace.core.recorder import Recorder
+from tokentrace.core.safety import report
+
+# describe(args, kwargs) -> (call, kwargs to send) or None to pass through untraced.
+Describe = Callable[[tuple[Any, ...], dict[str, Any]], "tuple[GenAICall, dict[str, Any]] | None"]
+HandleResult = Callable[[GenAICall, Any], Any]
+AsyncHandleResult = Callable[[GenAICall, Any], Awaitable[Any]]
+
+_LLM_OPERATIONS = frozenset({"chat", "text_completion", "embeddings", "generate_content"})
+_OWN_SCOPE_PREFIX = "tokentrace"
+
+
+def _open_llm_span_in_context(call: GenAICall) -> tuple[str, Any] | None:
+    """Another span for this same call already open around us: ``("own"|"foreign", span)``.
+
+    Stacked instrumentations (another OpenAI instrumentor, an SDK's native span) wrap the same
+    method; the outer one's CLIENT span is current when we run. Recording a second span would
+    double every count, so we enrich theirs (or, for our own, stay out of the way).
+    """
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return None
+    attributes = getattr(span, "attributes", None)
+    if not attributes or getattr(span, "end_time", None) is not None:
+        return None
+    if getattr(span, "kind", None) is not SpanKind.CLIENT and attributes.get("openinference.span.kind") != "LLM":
+        return None
+    is_llm = (
+        attributes.get(semconv.OPERATION_NAME) in _LLM_OPERATIONS
+        or "llm.request.type" in attributes
+        or attributes.get("openinference.span.kind") == "LLM"
+    )
+    if not is_llm:
+        return None
+    model = attributes.get(semconv.REQUEST_MODEL) or attributes.get("llm.model_name")
+    if model is not None and call.request_model is not None and model != call.request_model:
+        return None
+    scope = getattr(getattr(span, "instrumentation_scope", None), "name", "") or ""
+    return ("own" if scope.startswith(_OWN_SCOPE_PREFIX) else "foreign"), span
+
+
+def _begin(recorder: Recorder, describe: Describe, args: tuple[Any, ...], kwargs: dict[str, Any]):
+    try:
+        described = describe(args, kwargs)
+        if described is None:
+            return None, kwargs
+        call, send_kwargs = described
+        existing = _open_llm_span_in_context(call)
+        if existing is None:
+            recorder.start(call)
+        elif existing[0] == "own":
+            return None, kwargs
+        else:
+            recorder.adopt(call, existing[1])
+        return call, send_kwargs
+    except Exception:
+        report("describing the request")
+        return None, kwargs
+
+
+def _fail(recorder: Recorder, call: GenAICall, error: BaseException) -> None:
+    try:
+        recorder.finish(call, error)
+    except Exception:
+        report("recording a failed call")
+
+
+def _fallback_finish(recorder: Recorder, call: GenAICall) -> None:
+    report("reading the response")
+    try:
+        recorder.finish(call)
+    except Exception:
+        report("ending the span after a response error")
+
+
+def run_sync(
+    recorder: Recorder,
+    describe: Describe,
+    wrapped: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    handle_result: HandleResult,
+) -> Any:
+    call, send_kwargs = _begin(recorder, describe, args, kwargs)
+    if call is None:
+        return wrapped(*args, **kwargs)
+    token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None
+    try:
+        result = wrapped(*args, **send_kwargs)
+    except BaseException as error:
+        if token is not None:
+            context.detach(token)
+        _fail(recorder, call, error)
+        raise
+    if token is not None:
+        context.detach(token)
+    try:
+        return handle_result(call, result)
+    except Exception:
+        _fallback_finish(recorder, call)
+        return result
+
+
+async def run_async(
+    recorder: Recorder,
+    describe: Describe,
+    wrapped: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    handle_result: AsyncHandleResult,
+) -> Any:
+    call, send_kwargs = _begin(recorder, describe, args, kwargs)
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None
+    try:
+        result = await wrapped(*args, **send_kwargs)
+    except BaseException as error:
+        if token is not None:
+            context.detach(token)
+        _fail(recorder, call, error)
+        raise
+    if token is not None:
+        context.detach(token)
+    try:
+        return await handle_result(call, result)
+    except Exception:
+        _fallback_finish(recorder, call)
+        return result

@@ -1,0 +1,292 @@
+"""The GenAI call recorder: the one place a call becomes a span, metrics, cost and content.
+
+Provider modules describe a call (:class:`~tokentrace.core.call.GenAICall`); the recorder starts
+the span with the attributes samplers need, and at the end, exactly once, fills usage (reported or
+estimated), cost, content and timing, records the metrics and ends the span. Every step is guarded:
+a failure here is logged and the application's result is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from tokentrace.core import semconv
+from tokentrace.core.call import GenAICall
+from tokentrace.core.pricing import CURRENCY, Cost, PriceBook
+from tokentrace.core.safety import report, swallow
+from tokentrace.core.settings import Settings
+from tokentrace.core.tokens import TokenEstimator
+from tokentrace.version import __version__
+
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
+CONTENT_EVENT_NAME = "gen_ai.client.inference.operation.details"
+
+
+def error_type_of(error: BaseException) -> str:
+    """A low-cardinality ``error.type``: the exception's fully qualified class name."""
+    cls = type(error)
+    module = cls.__module__
+    if module in ("builtins", "") or module is None:
+        return cls.__qualname__
+    # openai._exceptions.RateLimitError is exported as openai.RateLimitError.
+    top = module.split(".", 1)[0]
+    return f"{top}.{cls.__qualname__}" if module.startswith(f"{top}._") else f"{module}.{cls.__qualname__}"
+
+
+class Recorder:
+    """Turns :class:`GenAICall` objects into telemetry; one per instrumented library."""
+
+    def __init__(
+        self,
+        scope: str,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        logger_provider: Any | None = None,
+        settings: Settings | None = None,
+        price_book: PriceBook | None = None,
+        estimator: TokenEstimator | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_environment()
+        self.tracer = trace.get_tracer(scope, __version__, tracer_provider, schema_url=SCHEMA_URL)
+        meter = get_meter(scope, __version__, meter_provider, schema_url=SCHEMA_URL)
+        self._duration = meter.create_histogram(
+            semconv.METRIC_OPERATION_DURATION, unit="s", description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
+        )
+        self._tokens = meter.create_histogram(
+            semconv.METRIC_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=semconv.TOKEN_BUCKETS,
+        )
+        self._ttfc = meter.create_histogram(
+            semconv.METRIC_TIME_TO_FIRST_CHUNK, unit="s",
+            description="Time to receive the first chunk of a streamed response.",
+            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
+        )
+        self._per_chunk = meter.create_histogram(
+            semconv.METRIC_TIME_PER_OUTPUT_CHUNK, unit="s",
+            description="Time per output chunk, recorded for each chunk received after the first one.",
+            explicit_bucket_boundaries_advisory=semconv.TIME_PER_CHUNK_BUCKETS,
+        )
+        self._cost = meter.create_histogram(
+            semconv.METRIC_COST, unit=CURRENCY, description="Cost of GenAI operations in US dollars.",
+            explicit_bucket_boundaries_advisory=semconv.COST_BUCKETS,
+        )
+        self.prices = price_book if price_book is not None else PriceBook(self.settings.prices_file)
+        self.estimator = estimator if estimator is not None else TokenEstimator()
+        self._event_logger = None
+        if self.settings.capture_content.on_event:
+            from opentelemetry._logs import get_logger
+
+            self._event_logger = get_logger(scope, __version__, logger_provider, schema_url=SCHEMA_URL)
+
+    # -- start --------------------------------------------------------------------------------
+
+    def start(self, call: GenAICall) -> None:
+        """Start the call's span with every attribute a head sampler may need."""
+        attributes: dict[str, Any] = {
+            semconv.OPERATION_NAME: call.operation,
+            semconv.PROVIDER_NAME: call.provider,
+        }
+        if self.settings.emit_legacy_system:
+            attributes[semconv.SYSTEM] = call.provider
+        if call.request_model:
+            attributes[semconv.REQUEST_MODEL] = call.request_model
+        if call.server_address:
+            attributes[semconv.SERVER_ADDRESS] = call.server_address
+            if call.server_port is not None:
+                attributes[semconv.SERVER_PORT] = call.server_port
+        attributes.update(call.start_attributes)
+        name = f"{call.operation} {call.request_model}" if call.request_model else call.operation
+        call.span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+
+    def adopt(self, call: GenAICall, span: Any) -> None:
+        """Record onto a span another instrumentation already opened for this very call."""
+        call.span = span
+        call.owns_span = False
+        with swallow("marking an adopted span"):
+            span.set_attribute(semconv.ENRICHED_FOREIGN_SPAN, True)
+
+    # -- end ----------------------------------------------------------------------------------
+
+    def finish(self, call: GenAICall, error: BaseException | None = None, end_reason: str | None = None) -> None:
+        """End the call once; later calls (other exit paths of a stream) are no-ops."""
+        if call.span is None or not call.claim_end():
+            return
+        ended_at = time.perf_counter()
+        span = call.span
+        try:
+            if error is not None and call.error_type is None:
+                call.error_type = error_type_of(error)
+            with swallow("estimating tokens"):
+                self._fill_usage(call)
+            cost = None
+            with swallow("pricing"):
+                cost = self._price(call)
+            with swallow("setting response attributes"):
+                self._set_attributes(call, span, cost, end_reason, ended_at)
+            if self.settings.capture_content.enabled:
+                with swallow("capturing content"):
+                    self._capture_content(call, span)
+            if error is not None:
+                with swallow("recording the error"):
+                    span.set_status(Status(StatusCode.ERROR, str(error)[:512] or call.error_type))
+                    span.set_attribute(semconv.ERROR_TYPE, call.error_type or "_OTHER")
+            with swallow("recording metrics"):
+                self._record_metrics(call, cost, ended_at)
+        finally:
+            if call.owns_span:
+                self._end_span(span)
+
+    def _end_span(self, span: Any) -> None:
+        try:
+            span.end()
+        except Exception:
+            report("ending the span")
+
+    def _fill_usage(self, call: GenAICall) -> None:
+        usage = call.usage
+        if usage.known or not self.settings.estimate_tokens:
+            return
+        if call.error_type is not None and not call.output_text:
+            return  # a call that failed before producing anything was not billed for its prompt
+        model = call.response_model or call.request_model
+        estimated = False
+        if call.output_text:
+            usage.output_tokens = self.estimator.count_text(model, call.output_text)
+            estimated = usage.output_tokens is not None
+        if call.input_text is not None:
+            texts = call.input_text()
+            if call.operation == "chat":
+                usage.input_tokens = self.estimator.count_messages(model, texts)
+            else:
+                usage.input_tokens = self.estimator.count_text(model, texts)
+            estimated = estimated or usage.input_tokens is not None
+        if estimated:
+            usage.source = semconv.USAGE_SOURCE_ESTIMATED
+
+    def _price(self, call: GenAICall) -> Cost | None:
+        model = call.response_model or call.request_model
+        result = self.prices.cost(call.provider, model, call.usage)
+        if isinstance(result, str):
+            call.attributes[semconv.COST_UNAVAILABLE_REASON] = result
+            return None
+        return result
+
+    def _set_attributes(
+        self, call: GenAICall, span: Any, cost: Cost | None, end_reason: str | None, ended_at: float
+    ) -> None:
+        attributes = call.attributes
+        if call.response_model:
+            attributes[semconv.RESPONSE_MODEL] = call.response_model
+        if call.response_id:
+            attributes[semconv.RESPONSE_ID] = call.response_id
+        if call.finish_reasons:
+            attributes[semconv.RESPONSE_FINISH_REASONS] = call.finish_reasons
+        usage = call.usage
+        if usage.input_tokens is not None:
+            attributes[semconv.USAGE_INPUT_TOKENS] = usage.input_tokens
+        if usage.output_tokens is not None:
+            attributes[semconv.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        if usage.cache_read_input_tokens is not None:
+            attributes[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_input_tokens
+        if usage.cache_creation_input_tokens is not None:
+            attributes[self.settings.names.usage_cache_creation_input_tokens] = usage.cache_creation_input_tokens
+        if usage.reasoning_output_tokens is not None:
+            attributes[semconv.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_output_tokens
+        if usage.known:
+            attributes[semconv.USAGE_SOURCE] = usage.source
+        if cost is not None:
+            attributes[semconv.USAGE_COST_AMOUNT] = cost.total
+            attributes[semconv.USAGE_COST_CURRENCY] = CURRENCY
+            attributes[semconv.USAGE_COST_SOURCE] = cost.source
+            attributes[semconv.COST_INPUT] = cost.input
+            attributes[semconv.COST_OUTPUT] = cost.output
+            attributes[semconv.COST_PRICING_MODEL] = cost.pricing_model
+            attributes[semconv.COST_PRICING_VERSION] = cost.pricing_version
+        if call.stream:
+            attributes[semconv.STREAM_CHUNKS] = call.chunk_count
+            if call.first_chunk_at is not None:
+                attributes[semconv.RESPONSE_TIME_TO_FIRST_CHUNK] = call.first_chunk_at - call.started_at
+            if end_reason:
+                attributes[semconv.STREAM_END_REASON] = end_reason
+        span.set_attributes(attributes)
+
+    def _capture_content(self, call: GenAICall, span: Any) -> None:
+        mode = self.settings.capture_content
+        limit = self.settings.content_max_length
+        fields: dict[str, Any] = {}
+        if call.system_instructions is not None:
+            value = call.system_instructions()
+            if value:
+                fields[semconv.SYSTEM_INSTRUCTIONS] = value
+        if call.input_messages is not None:
+            fields[semconv.INPUT_MESSAGES] = call.input_messages()
+        if call.output_messages is not None:
+            fields[semconv.OUTPUT_MESSAGES] = call.output_messages
+        if call.tool_definitions is not None:
+            value = call.tool_definitions()
+            if value:
+                fields[semconv.TOOL_DEFINITIONS] = value
+        if not fields:
+            return
+        if mode.on_span:
+            for key, value in fields.items():
+                text = json.dumps(value, ensure_ascii=False, default=str)
+                span.set_attribute(key, text[:limit] if limit else text)
+        if mode.on_event and self._event_logger is not None:
+            self._emit_content_event(call, span, fields)
+
+    def _emit_content_event(self, call: GenAICall, span: Any, fields: dict[str, Any]) -> None:
+        from opentelemetry._logs import LogRecord
+
+        attributes = {
+            semconv.OPERATION_NAME: call.operation,
+            semconv.PROVIDER_NAME: call.provider,
+            **{key: json.dumps(value, ensure_ascii=False, default=str) for key, value in fields.items()},
+        }
+        if call.request_model:
+            attributes[semconv.REQUEST_MODEL] = call.request_model
+        context = trace.set_span_in_context(span)
+        self._event_logger.emit(  # type: ignore[union-attr]
+            LogRecord(event_name=CONTENT_EVENT_NAME, attributes=attributes, context=context)
+        )
+
+    def _record_metrics(self, call: GenAICall, cost: Cost | None, ended_at: float) -> None:
+        attributes: dict[str, Any] = {
+            semconv.OPERATION_NAME: call.operation,
+            semconv.PROVIDER_NAME: call.provider,
+        }
+        if call.request_model:
+            attributes[semconv.REQUEST_MODEL] = call.request_model
+        if call.response_model:
+            attributes[semconv.RESPONSE_MODEL] = call.response_model
+        if call.server_address:
+            attributes[semconv.SERVER_ADDRESS] = call.server_address
+            if call.server_port is not None:
+                attributes[semconv.SERVER_PORT] = call.server_port
+        if call.error_type:
+            attributes[semconv.ERROR_TYPE] = call.error_type
+        if cost is not None:
+            self._cost.record(cost.total, attributes)
+        if not call.owns_span:
+            return  # the span's own instrumentation records the conventions' metrics
+        self._duration.record(ended_at - call.started_at, attributes)
+        if call.first_chunk_at is not None:
+            self._ttfc.record(call.first_chunk_at - call.started_at, attributes)
+            record = self._per_chunk.record
+            for interval in call.chunk_intervals:
+                record(interval, attributes)
+        usage = call.usage
+        if usage.input_tokens is not None:
+            self._tokens.record(usage.input_tokens, {**attributes, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT})
+        if usage.output_tokens is not None:
+            self._tokens.record(
+                usage.output_tokens, {**attributes, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
+            )

@@ -1,0 +1,119 @@
+"""Every attribute and metric name tokentrace emits, in one table.
+
+Names change as the GenAI conventions evolve; keeping them here means following a new version is
+a switch (``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``) rather than a hunt through
+provider modules. The default set is the last released one (semantic-conventions v1.41).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+# Released GenAI attribute names (v1.41).
+OPERATION_NAME = "gen_ai.operation.name"
+PROVIDER_NAME = "gen_ai.provider.name"
+SYSTEM = "gen_ai.system"  # deprecated; emitted only on opt-in
+REQUEST_MODEL = "gen_ai.request.model"
+REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+REQUEST_TOP_P = "gen_ai.request.top_p"
+REQUEST_TOP_K = "gen_ai.request.top_k"
+REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
+REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+REQUEST_SEED = "gen_ai.request.seed"
+REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
+REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
+REQUEST_STREAM = "gen_ai.request.stream"
+OUTPUT_TYPE = "gen_ai.output.type"
+CONVERSATION_ID = "gen_ai.conversation.id"
+RESPONSE_ID = "gen_ai.response.id"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+EMBEDDINGS_DIMENSION_COUNT = "gen_ai.embeddings.dimension.count"
+USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+TOKEN_TYPE = "gen_ai.token.type"
+
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+
+# OpenAI-specific attributes of the conventions.
+OPENAI_API_TYPE = "openai.api.type"
+OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
+OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
+OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
+
+# Cost, in the shape of the open semantic-convention proposal.
+USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"
+USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
+USAGE_COST_SOURCE = "gen_ai.usage.cost.source"
+
+# tokentrace's own attributes.
+USAGE_SOURCE = "tokentrace.usage.source"
+COST_INPUT = "tokentrace.cost.input"
+COST_OUTPUT = "tokentrace.cost.output"
+COST_PRICING_VERSION = "tokentrace.cost.pricing_version"
+COST_PRICING_MODEL = "tokentrace.cost.pricing_model"
+COST_UNAVAILABLE_REASON = "tokentrace.cost.unavailable_reason"
+STREAM_CHUNKS = "tokentrace.stream.chunks"
+STREAM_END_REASON = "tokentrace.stream.end_reason"
+ENRICHED_FOREIGN_SPAN = "tokentrace.enriched"
+
+# Values.
+USAGE_SOURCE_REPORTED = "reported"
+USAGE_SOURCE_ESTIMATED = "estimated"
+COST_SOURCE_LOCAL = "local"
+COST_SOURCE_PRICE_FILE = "price_file"
+TOKEN_TYPE_INPUT = "input"
+TOKEN_TYPE_OUTPUT = "output"
+
+# Metric names.
+METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
+METRIC_COST = "tokentrace.gen_ai.client.cost"
+
+# Bucket boundaries advised by the conventions.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+TIME_PER_CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+COST_BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+
+OPT_IN_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"
+LATEST_EXPERIMENTAL = "gen_ai_latest_experimental"
+
+
+@dataclass(frozen=True)
+class VersionedNames:
+    """The names that differ between the released conventions and the development ones."""
+
+    usage_cache_creation_input_tokens: str = "gen_ai.usage.cache_creation.input_tokens"
+    latest_experimental: bool = False
+
+
+RELEASED = VersionedNames()
+DEVELOPMENT = replace(
+    RELEASED,
+    usage_cache_creation_input_tokens="gen_ai.usage.cache_write.input_tokens",
+    latest_experimental=True,
+)
+
+
+def names_from_environment(environ: dict[str, str] | None = None) -> VersionedNames:
+    """Pick the name set the way every OpenTelemetry instrumentation reads the opt-in variable."""
+    value = (environ if environ is not None else os.environ).get(OPT_IN_ENV, "")
+    options = {part.strip().lower() for part in value.split(",")}
+    return DEVELOPMENT if LATEST_EXPERIMENTAL in options else RELEASED

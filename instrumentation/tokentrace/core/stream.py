@@ -1,0 +1,191 @@
+"""Stream proxies: the span of a streamed call ends exactly once, whichever way the stream ends.
+
+The proxies are ``wrapt.ObjectProxy`` objects, so the application still holds "the SDK's stream":
+``isinstance`` checks, attributes such as ``.response`` and every method pass through. Only
+iteration, context management, ``close``/``aclose`` and finalisation are intercepted. A provider
+module supplies two small callables: ``observe`` (per chunk: cheap field reads only) and,
+optionally, ``hide`` (drop a chunk the application did not ask for, such as the usage-only chunk
+of an injected ``include_usage``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+from tokentrace.core.call import GenAICall
+from tokentrace.core.recorder import Recorder
+from tokentrace.core.safety import report
+
+ChunkObserver = Callable[[GenAICall, Any], None]
+ChunkFilter = Callable[[Any], bool]
+
+END_COMPLETED = "completed"
+END_CLOSED = "closed"
+END_ERROR = "error"
+END_CANCELLED = "cancelled"
+END_ABANDONED = "abandoned"
+
+
+class _StreamState:
+    """What both proxies share: the call, how to read a chunk, and ending once."""
+
+    __slots__ = ("call", "hide", "observe", "recorder")
+
+    def __init__(self, call: GenAICall, recorder: Recorder, observe: ChunkObserver, hide: ChunkFilter | None):
+        self.call = call
+        self.recorder = recorder
+        self.observe = observe
+        self.hide = hide
+
+    def on_chunk(self, chunk: Any) -> bool:
+        """Record a chunk; return True when the application should not see it."""
+        call = self.call
+        try:
+            call.mark_chunk()
+            self.observe(call, chunk)
+        except Exception:
+            report("reading a stream chunk")
+        if self.hide is None:
+            return False
+        try:
+            return bool(self.hide(chunk))
+        except Exception:
+            report("filtering a stream chunk")
+            return False
+
+    def end(self, error: BaseException | None, reason: str) -> None:
+        if self.call.ended:
+            return
+        try:
+            self.recorder.finish(self.call, error, reason)
+        except Exception:
+            report("ending a stream")
+
+
+class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """A synchronous SDK stream, traced."""
+
+    def __init__(
+        self,
+        wrapped: Any,
+        call: GenAICall,
+        recorder: Recorder,
+        observe: ChunkObserver,
+        hide: ChunkFilter | None = None,
+    ) -> None:
+        super().__init__(wrapped)
+        self._self_state = _StreamState(call, recorder, observe, hide)
+
+    def __iter__(self) -> TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        state = self._self_state
+        while True:
+            try:
+                chunk = self.__wrapped__.__next__()
+            except StopIteration:
+                state.end(None, END_COMPLETED)
+                raise
+            except BaseException as error:
+                state.end(error, END_ERROR)
+                raise
+            if not state.on_chunk(chunk):
+                return chunk
+
+    def __enter__(self) -> TracedStream:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            self._self_state.end(None, END_CLOSED)
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_state.end(None, END_CLOSED)
+
+    def tokentrace_end(self, reason: str = END_CLOSED) -> None:
+        """Let a helper stream that closes the HTTP response directly end the call."""
+        self._self_state.end(None, reason)
+
+    def __del__(self) -> None:
+        try:
+            self._self_state.end(None, END_ABANDONED)
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """An asynchronous SDK stream, traced; cancellation ends the call as ``cancelled``."""
+
+    def __init__(
+        self,
+        wrapped: Any,
+        call: GenAICall,
+        recorder: Recorder,
+        observe: ChunkObserver,
+        hide: ChunkFilter | None = None,
+    ) -> None:
+        super().__init__(wrapped)
+        self._self_state = _StreamState(call, recorder, observe, hide)
+
+    def __aiter__(self) -> TracedAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        state = self._self_state
+        while True:
+            try:
+                chunk = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                state.end(None, END_COMPLETED)
+                raise
+            except asyncio.CancelledError:
+                state.end(None, END_CANCELLED)
+                raise
+            except BaseException as error:
+                state.end(error, END_ERROR)
+                raise
+            if not state.on_chunk(chunk):
+                return chunk
+
+    async def __aenter__(self) -> TracedAsyncStream:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._self_state.end(None, END_CANCELLED if exc_type is asyncio.CancelledError else END_CLOSED)
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_state.end(None, END_CLOSED)
+
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            self._self_state.end(None, END_CLOSED)
+
+    def tokentrace_end(self, reason: str = END_CLOSED) -> None:
+        """Let a helper stream that closes the HTTP response directly end the call."""
+        self._self_state.end(None, reason)
+
+    def __del__(self) -> None:
+        try:
+            self._self_state.end(None, END_ABANDONED)
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
