@@ -27,6 +27,7 @@ class GenAICall:
         "_ended",
         "_lock",
         "attributes",
+        "before_end",
         "chunk_count",
         "chunk_intervals",
         "error_type",
@@ -40,6 +41,7 @@ class GenAICall:
         "output_text",
         "owns_span",
         "provider",
+        "provider_state",
         "request_model",
         "response_id",
         "response_model",
@@ -84,6 +86,8 @@ class GenAICall:
         self.system_instructions: Callable[[], list[dict[str, Any]] | None] | None = None
         self.tool_definitions: Callable[[], list[dict[str, Any]] | None] | None = None
         self.error_type: str | None = None
+        self.before_end: Callable[[], None] | None = None
+        self.provider_state: Any = None  # whatever a provider module needs between start and end
         self.span: Span | None = None
         self.owns_span = True
         self.started_at = time.perf_counter()

@@ -19,8 +19,8 @@ from tokentrace.core.call import GenAICall
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import report
 
-# describe(args, kwargs) -> (call, kwargs to send) or None to pass through untraced.
-Describe = Callable[[tuple[Any, ...], dict[str, Any]], "tuple[GenAICall, dict[str, Any]] | None"]
+# describe(instance, kwargs) -> (call, kwargs to send) or None to pass through untraced.
+Describe = Callable[[Any, dict[str, Any]], "tuple[GenAICall, dict[str, Any]] | None"]
 HandleResult = Callable[[GenAICall, Any], Any]
 AsyncHandleResult = Callable[[GenAICall, Any], Awaitable[Any]]
 
@@ -57,9 +57,9 @@ def _open_llm_span_in_context(call: GenAICall) -> tuple[str, Any] | None:
     return ("own" if scope.startswith(_OWN_SCOPE_PREFIX) else "foreign"), span
 
 
-def _begin(recorder: Recorder, describe: Describe, args: tuple[Any, ...], kwargs: dict[str, Any]):
+def _begin(recorder: Recorder, describe: Describe, instance: Any, kwargs: dict[str, Any]):
     try:
-        described = describe(args, kwargs)
+        described = describe(instance, kwargs)
         if described is None:
             return None, kwargs
         call, send_kwargs = described
@@ -95,11 +95,12 @@ def run_sync(
     recorder: Recorder,
     describe: Describe,
     wrapped: Callable[..., Any],
+    instance: Any,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     handle_result: HandleResult,
 ) -> Any:
-    call, send_kwargs = _begin(recorder, describe, args, kwargs)
+    call, send_kwargs = _begin(recorder, describe, instance, kwargs)
     if call is None:
         return wrapped(*args, **kwargs)
     token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None
@@ -123,11 +124,12 @@ async def run_async(
     recorder: Recorder,
     describe: Describe,
     wrapped: Callable[..., Awaitable[Any]],
+    instance: Any,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     handle_result: AsyncHandleResult,
 ) -> Any:
-    call, send_kwargs = _begin(recorder, describe, args, kwargs)
+    call, send_kwargs = _begin(recorder, describe, instance, kwargs)
     if call is None:
         return await wrapped(*args, **kwargs)
     token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None

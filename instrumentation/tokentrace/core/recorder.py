@@ -21,7 +21,7 @@ from tokentrace.core.call import GenAICall
 from tokentrace.core.pricing import CURRENCY, Cost, PriceBook
 from tokentrace.core.safety import report, swallow
 from tokentrace.core.settings import Settings
-from tokentrace.core.tokens import TokenEstimator
+from tokentrace.core.tokens import TokenEstimator, shared_estimator
 from tokentrace.version import __version__
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
@@ -79,7 +79,7 @@ class Recorder:
             explicit_bucket_boundaries_advisory=semconv.COST_BUCKETS,
         )
         self.prices = price_book if price_book is not None else PriceBook(self.settings.prices_file)
-        self.estimator = estimator if estimator is not None else TokenEstimator()
+        self.estimator = estimator if estimator is not None else shared_estimator
         self._event_logger = None
         if self.settings.capture_content.on_event:
             from opentelemetry._logs import get_logger
@@ -124,6 +124,9 @@ class Recorder:
         try:
             if error is not None and call.error_type is None:
                 call.error_type = error_type_of(error)
+            if call.before_end is not None:
+                with swallow("finishing stream accumulation"):
+                    call.before_end()
             with swallow("estimating tokens"):
                 self._fill_usage(call)
             cost = None

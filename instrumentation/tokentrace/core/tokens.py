@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from tokentrace.core.safety import report
+from tokentrace.core.safety import logger
 
 DEFAULT_ENCODING = "o200k_base"
 # Chat framing per message and for priming the reply, per OpenAI's published counting recipe.
@@ -27,6 +27,15 @@ class TokenEstimator:
         self._by_model: dict[str, Any] = {}
         self._by_name: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+
+    def prefetch(self, names: Iterable[str] = (DEFAULT_ENCODING, "cl100k_base")) -> threading.Thread:
+        """Load encodings in the background, so the first estimate doesn't pay for it on the app's thread."""
+        thread = threading.Thread(
+            target=lambda: [self._load(name) for name in names], name="tokentrace-tiktoken", daemon=True
+        )
+        thread.start()
+        return thread
 
     def encoding_for(self, model: str | None) -> Any | None:
         key = model or ""
@@ -46,12 +55,24 @@ class TokenEstimator:
     def _load(self, name: str) -> Any | None:
         if name in self._by_name:
             return self._by_name[name]
+        with self._lock:
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:  # one thread loads; others wait for it rather than loading again
+            if name in self._by_name:
+                return self._by_name[name]
+            return self._load_now(name)
+
+    def _load_now(self, name: str) -> Any | None:
         import tiktoken
 
         try:
             encoding = tiktoken.get_encoding(name)
-        except Exception:
-            report(f"loading tiktoken encoding {name}")
+        except Exception as exc:
+            logger.warning(
+                "tokentrace: tiktoken encoding %s is unavailable (%s: %s); streamed calls without reported "
+                "usage will have no token counts. Put the encoding in TIKTOKEN_CACHE_DIR to enable estimates.",
+                name, type(exc).__name__, exc,
+            )
             encoding = None
         with self._lock:
             self._by_name[name] = encoding
@@ -74,3 +95,7 @@ class TokenEstimator:
         for text in message_texts:
             total += TOKENS_PER_MESSAGE + (len(encoding.encode_ordinary(text)) if text else 0)
         return total
+
+
+shared_estimator = TokenEstimator()
+"""One per process: encodings are large and identical for every instrumented library."""

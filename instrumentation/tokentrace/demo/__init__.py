@@ -1,0 +1,1 @@
+"""Local stand-ins for LLM providers, so the demo and the tests run without network or API keys."""

@@ -1,0 +1,132 @@
+"""Shared fixtures: in-memory OpenTelemetry providers, the instrumentor, the local OpenAI simulator,
+and tiktoken encodings installed offline (from the ``bpe-openai`` package's bundled files) so token
+estimates work without network."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+TIKTOKEN_URLS = {
+    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+}
+
+
+def install_tiktoken_cache(cache_dir: Path) -> Path:
+    """Fill a TIKTOKEN_CACHE_DIR the way tiktoken names its files (sha1 of the source URL)."""
+    import bpe_openai.data
+
+    source = Path(bpe_openai.data.__file__).parent
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for name, url in TIKTOKEN_URLS.items():
+        target = cache_dir / hashlib.sha1(url.encode()).hexdigest()
+        if not target.exists():
+            target.write_bytes(gzip.decompress((source / f"{name}.tiktoken.gz").read_bytes()))
+    return cache_dir
+
+
+# Before any test imports tiktoken's loaders.
+os.environ.setdefault(
+    "TIKTOKEN_CACHE_DIR",
+    str(install_tiktoken_cache(Path(os.environ.get("TOKENTRACE_TEST_CACHE", Path.home() / ".cache")) / "tokentrace-tiktoken")),
+)
+
+
+class Telemetry:
+    """What a test reads back: finished spans and collected metrics."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def spans(self) -> list[Any]:
+        return list(self.exporter.get_finished_spans())
+
+    def span(self) -> Any:
+        spans = self.spans()
+        assert len(spans) == 1, f"expected one span, got {[s.name for s in spans]}"
+        return spans[0]
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """Metric name -> data points, across scopes."""
+        data = self.reader.get_metrics_data()
+        points: dict[str, list[Any]] = {}
+        if data is None:
+            return points
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    points.setdefault(metric.name, []).extend(metric.data.data_points)
+        return points
+
+
+@pytest.fixture
+def telemetry() -> Telemetry:
+    return Telemetry()
+
+
+@pytest.fixture
+def instrument(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """``instrument(**env)``: set environment variables, then instrument OpenAI into ``telemetry``."""
+    from tokentrace.instrumentation.openai import OpenAIInstrumentor
+
+    instrumentor = OpenAIInstrumentor()
+
+    def _instrument(**env: str) -> OpenAIInstrumentor:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+        instrumentor.instrument(
+            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        )
+        return instrumentor
+
+    yield _instrument
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+
+
+@pytest.fixture
+def instrumented(instrument: Callable[..., Any]) -> Any:
+    """OpenAI instrumented with default settings."""
+    return instrument()
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Any]:
+    from tokentrace.demo.simulator import Simulator
+
+    with Simulator(seed=1) as sim:
+        yield sim
+
+
+@pytest.fixture
+def client(simulator: Any) -> Any:
+    import openai
+
+    with openai.OpenAI(base_url=simulator.base_url, api_key="sk-test", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(simulator: Any) -> Any:
+    import openai
+
+    async with openai.AsyncOpenAI(base_url=simulator.base_url, api_key="sk-test", max_retries=0) as c:
+        yield c
