@@ -4,8 +4,6 @@ estimates work without network."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,29 +16,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-TIKTOKEN_URLS = {
-    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
-    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
-}
+from tokentrace.core.tiktoken_offline import DEFAULT_CACHE, install_offline_encodings
 
-
-def install_tiktoken_cache(cache_dir: Path) -> Path:
-    """Fill a TIKTOKEN_CACHE_DIR the way tiktoken names its files (sha1 of the source URL)."""
-    import bpe_openai.data
-
-    source = Path(bpe_openai.data.__file__).parent
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    for name, url in TIKTOKEN_URLS.items():
-        target = cache_dir / hashlib.sha1(url.encode()).hexdigest()
-        if not target.exists():
-            target.write_bytes(gzip.decompress((source / f"{name}.tiktoken.gz").read_bytes()))
-    return cache_dir
-
-
-# Before any test imports tiktoken's loaders.
+# Token estimates need tiktoken's encodings; tests install them offline before tiktoken loads any.
 os.environ.setdefault(
     "TIKTOKEN_CACHE_DIR",
-    str(install_tiktoken_cache(Path(os.environ.get("TOKENTRACE_TEST_CACHE", Path.home() / ".cache")) / "tokentrace-tiktoken")),
+    str(install_offline_encodings(Path(os.environ.get("TOKENTRACE_TEST_CACHE", DEFAULT_CACHE)))),
 )
 
 
