@@ -110,9 +110,12 @@ def _fmt_tokens(attributes: Any, key: str) -> str:
 
 
 def print_report(spans: Sequence[Any], out: TextIO, app_failures: int, wall_seconds: float) -> None:
-    header = f"{'operation':<12} {'model':<26} {'in':>7} {'out':>6} {'cost':>11} {'latency':>9}  status"
+    header = (
+        f"{'operation':<12} {'model':<26} {'in':>7} {'cached':>6} {'out':>6} {'cost':>11} {'latency':>9}  status"
+    )
     out.write(header + "\n" + "-" * len(header) + "\n")
     total_cost = 0.0
+    by_model: dict[str, float] = {}
     tokens_in = tokens_out = errors = 0
     for span in sorted(spans, key=lambda s: s.start_time):
         attributes = span.attributes
@@ -124,10 +127,13 @@ def print_report(spans: Sequence[Any], out: TextIO, app_failures: int, wall_seco
         out.write(
             f"{attributes.get(semconv.OPERATION_NAME, '?'):<12} {model[:26]:<26} "
             f"{_fmt_tokens(attributes, semconv.USAGE_INPUT_TOKENS):>7} "
+            f"{attributes.get(semconv.USAGE_CACHE_READ_INPUT_TOKENS) or '':>6} "
             f"{_fmt_tokens(attributes, semconv.USAGE_OUTPUT_TOKENS):>6} {_fmt_cost(cost):>11} "
             f"{latency * 1000:>7.1f}ms  {status}\n"
         )
         total_cost += cost if isinstance(cost, float) else 0.0
+        if isinstance(cost, float):
+            by_model[model] = by_model.get(model, 0.0) + cost
         tokens_in += attributes.get(semconv.USAGE_INPUT_TOKENS) or 0
         tokens_out += attributes.get(semconv.USAGE_OUTPUT_TOKENS) or 0
         errors += 1 if error else 0
@@ -135,8 +141,10 @@ def print_report(spans: Sequence[Any], out: TextIO, app_failures: int, wall_seco
     out.write(
         f"{len(spans)} calls, {errors} failed (the app saw {app_failures}), {tokens_in} input + {tokens_out} "
         f"output tokens, total cost ${total_cost:.6f}, wall time {wall_seconds:.1f}s\n"
-        "(~ = estimated with tiktoken where the provider reported no usage)\n"
+        "(~ = estimated with tiktoken where the provider reported no usage)\n\ncost by model:\n"
     )
+    for model, cost in sorted(by_model.items(), key=lambda item: -item[1]):
+        out.write(f"  {model:<30} ${cost:.6f}  {cost / total_cost:6.1%}\n")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:

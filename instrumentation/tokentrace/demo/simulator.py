@@ -1,0 +1,1519 @@
+"""A local, deterministic, OpenAI-compatible HTTP server.
+
+Why this exists: the instrumentation has to be proven against the *real* ``openai`` SDK (its response
+parsing, retries, streaming wrappers and Azure URL rewriting), not against mocks of it, and the
+``tokentrace demo`` command needs traffic that looks like production without network access or API
+keys. So this module speaks OpenAI's actual wire format (JSON bodies, Server-Sent Events, error
+envelopes, rate-limit headers) while answering from simple deterministic rules that a test can
+recompute: :func:`reply_text`, :func:`count_prompt_tokens` and :func:`count_completion_tokens`.
+
+Endpoints (POST): ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``, ``/v1/completions``,
+the Azure shapes ``/openai/deployments/{deployment}/{endpoint}?api-version=...``, ``/openai/{endpoint}``
+and ``/openai/v1/{endpoint}``; GET ``/v1/models`` for tools that probe the server.
+
+Faults are chosen by the request itself so every failure mode can be provoked on purpose: header
+``x-sim-fault: <fault>`` or a model name starting with ``<fault>`` (``error-429``, ``error-500``,
+``error-400``, ``error-401``, ``error-404``, any other ``error-<4xx|5xx>``, ``slow``, ``midstream-error``,
+``drop``). Adding ``x-sim-fault-once: <id>`` applies the fault only to the first request carrying that
+id, which lets a test watch the SDK's own retry succeed. ``fault_rate`` adds seeded random 429/500s.
+
+Standard library only, so the demo works in any environment the instrumentation installs into.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import contextlib
+import hashlib
+import json
+import math
+import random
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = [
+    "DATED_MODELS",
+    "DEFAULT_EMBEDDING_DIMENSIONS",
+    "DEFAULT_SLOW_DELAY",
+    "MESSAGE_OVERHEAD_TOKENS",
+    "REASONING_TOKENS",
+    "REPLY_FILLER",
+    "REPLY_PREFIX",
+    "REQUEST_OVERHEAD_TOKENS",
+    "Simulator",
+    "count_completion_tokens",
+    "count_prompt_tokens",
+    "embedding_vector",
+    "fault_for_model",
+    "fill_schema",
+    "is_reasoning_model",
+    "main",
+    "prompt_text",
+    "reply_text",
+    "tool_arguments",
+]
+
+JSONDict = dict[str, Any]
+
+# --------------------------------------------------------------------------------------------------
+# Fixed facts. Tests import these instead of repeating magic numbers, so a change here cannot make
+# the simulator and its expectations drift apart.
+# --------------------------------------------------------------------------------------------------
+
+HOST = "127.0.0.1"
+"""Loopback only: the simulator is a test and demo fixture and must never be reachable from outside."""
+
+REPLY_PREFIX = "Echo:"
+REPLY_FILLER = "this reply comes from the tokentrace simulator."
+SNIPPET_CHARS = 40
+"""How many characters of the prompt the reply (and a tool call's ``query``) echoes."""
+
+MESSAGE_OVERHEAD_TOKENS = 4
+"""Tokens charged per prompt unit (message, input item, prompt string), like OpenAI's per-message framing."""
+REQUEST_OVERHEAD_TOKENS = 3
+"""Tokens charged once per request, like the ``<|start|>assistant`` priming OpenAI adds."""
+IMAGE_TOKENS = 85
+"""Tokens charged per image part (OpenAI's low-detail image price)."""
+REASONING_TOKENS = 10
+"""Hidden reasoning tokens added to the completion count of ``o<digit>`` models."""
+
+DEFAULT_EMBEDDING_DIMENSIONS = 8
+MAX_EMBEDDING_DIMENSIONS = 4096
+DEFAULT_SLOW_DELAY = 2.0
+"""Seconds the ``slow`` fault waits when no ``x-sim-delay`` header is given."""
+MIDSTREAM_CHUNKS = 2
+"""Content chunks a ``midstream-error`` stream delivers before the error event."""
+
+SYSTEM_FINGERPRINT = "fp_sim"
+SERVICE_TIER = "default"
+OPENAI_VERSION = "2020-10-01"
+ORGANIZATION = "tokentrace-sim"
+
+RATE_LIMIT_REQUESTS = 10_000
+RATE_LIMIT_TOKENS = 2_000_000
+RATE_LIMIT_WINDOW_SECONDS = 60.0
+RETRY_AFTER_MS = 10
+"""Sent as ``retry-after-ms`` on retryable faults so the SDK's retries take milliseconds, not seconds."""
+
+DATED_MODELS: dict[str, str] = {
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "gpt-4o": "gpt-4o-2024-08-06",
+    "gpt-4.1": "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+    "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14",
+    "o3-mini": "o3-mini-2025-01-31",
+    "o4-mini": "o4-mini-2025-04-16",
+}
+"""Request alias -> dated snapshot reported back, as OpenAI does; other models are echoed unchanged."""
+
+KNOWN_MODELS: tuple[str, ...] = (
+    *DATED_MODELS,
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "gpt-3.5-turbo-instruct",
+)
+
+NAMED_FAULTS: tuple[str, ...] = ("midstream-error", "slow", "drop")
+
+_ERROR_FAULTS: dict[int, tuple[str, str | None, str | None, str]] = {
+    # status: (type, code, param, message); ``{model}`` is filled in.
+    429: ("requests", "rate_limit_exceeded", None, "Rate limit reached"),
+    500: (
+        "server_error",
+        None,
+        None,
+        "The server had an error while processing your request. Sorry about that!",
+    ),
+    400: ("invalid_request_error", "invalid_value", None, "Invalid request (simulated fault)."),
+    401: ("invalid_request_error", "invalid_api_key", None, "Incorrect API key provided (simulated fault)."),
+    404: (
+        "invalid_request_error",
+        "model_not_found",
+        "model",
+        "The model `{model}` does not exist or you do not have access to it.",
+    ),
+}
+
+_ERROR_FAULT_RE = re.compile(r"^error-([45]\d\d)(?=$|[-:/_.])")
+_ROUTE_RE = re.compile(
+    r"^(?:/v1|/openai/v1|/openai/deployments/(?P<deployment>[^/]+)|/openai)"
+    r"/(?P<endpoint>chat/completions|responses|embeddings|completions)/?$"
+)
+_MODELS_RE = re.compile(r"^(?:/v1|/openai/v1|/openai)/models(?:/(?P<model>[^/]+))?/?$")
+_REASONING_RE = re.compile(r"^o\d")
+_IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
+_BAD_JSON_MESSAGE = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Deterministic rules, public so tests can compute the expected values instead of hard-coding them.
+# --------------------------------------------------------------------------------------------------
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _text_of(content: Any) -> str:
+    """The plain text of a message ``content`` (string, list of parts, or None)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, dict)]
+        texts += [p for p in content if isinstance(p, str)]
+        return " ".join(t for t in texts if isinstance(t, str))
+    return ""
+
+
+def _unit_tokens(unit: Any) -> int:
+    """Tokens of one prompt unit: a message / input item dict, a string, or a token-id array."""
+    if isinstance(unit, str):
+        return _words(unit)
+    if isinstance(unit, int):
+        return 1
+    if isinstance(unit, list):
+        if all(isinstance(v, int) for v in unit):
+            return len(unit)
+        return sum(_unit_tokens(v) for v in unit)
+    if not isinstance(unit, dict):
+        return 0
+    if unit.get("type") in _IMAGE_PART_TYPES:
+        return IMAGE_TOKENS
+    tokens = 0
+    content = unit.get("content")
+    if isinstance(content, str):
+        tokens += _words(content)
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and part.get("type") in _IMAGE_PART_TYPES:
+                tokens += IMAGE_TOKENS
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                tokens += _words(part["text"])
+            elif isinstance(part, str):
+                tokens += _words(part)
+    if isinstance(unit.get("text"), str) and "content" not in unit:
+        tokens += _words(unit["text"])
+    for call in unit.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            tokens += _words(f"{function.get('name') or ''} {function.get('arguments') or ''}")
+    if unit.get("type") == "function_call":
+        tokens += _words(f"{unit.get('name') or ''} {unit.get('arguments') or ''}")
+    output = unit.get("output")
+    if isinstance(output, str):
+        tokens += _words(output)
+    elif isinstance(output, list):
+        tokens += _words(_text_of(output))
+    return tokens
+
+
+def _prompt_units(body: Mapping[str, Any]) -> list[Any]:
+    """Split a request body of any endpoint into the units that are each charged an overhead."""
+    units: list[Any] = []
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        units.append(instructions)
+    elif isinstance(instructions, list):
+        units.extend(instructions)
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        units.extend(messages)
+    for key in ("input", "prompt"):
+        value = body.get(key)
+        if isinstance(value, str):
+            units.append(value)
+        elif isinstance(value, list):
+            if value and all(isinstance(v, int) for v in value):
+                units.append(value)  # a single token-id array
+            else:
+                units.extend(value)
+    return units
+
+
+def count_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """Prompt tokens the simulator reports for a request body of any endpoint.
+
+    ``REQUEST_OVERHEAD_TOKENS + sum(words(unit) + MESSAGE_OVERHEAD_TOKENS for unit in units)`` where the
+    units are: ``instructions`` (if any), each chat message, each ``input`` item (a string ``input`` is
+    one unit; a list of strings or token arrays is one unit per element) and each ``prompt`` string.
+    Words are ``str.split()`` words, token-id arrays count their length, images ``IMAGE_TOKENS``.
+    One uniform rule for every endpoint keeps the expectations in tests trivial to derive.
+    """
+    return REQUEST_OVERHEAD_TOKENS + sum(
+        _unit_tokens(u) + MESSAGE_OVERHEAD_TOKENS for u in _prompt_units(body)
+    )
+
+
+def count_completion_tokens(text: str | None) -> int:
+    """Completion tokens for generated text: its whitespace-separated words."""
+    return _words(text) if text else 0
+
+
+def prompt_text(body: Mapping[str, Any]) -> str:
+    """The text a reply echoes: the last user message (chat / responses) or the prompt (completions)."""
+    for key in ("messages", "input", "prompt"):
+        value = body.get(key)
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, list) or not value:
+            continue
+        users = [m for m in value if isinstance(m, dict) and m.get("role") == "user"]
+        if users:
+            return _text_of(users[-1].get("content"))
+        strings = [v for v in value if isinstance(v, str)]
+        if strings:
+            return strings[-1]
+        last = value[-1]
+        if isinstance(last, dict):
+            return _text_of(last.get("content"))
+    return ""
+
+
+def _snippet(prompt: str) -> str:
+    return " ".join(prompt.split())[:SNIPPET_CHARS].strip()
+
+
+def reply_text(prompt: str) -> str:
+    """The assistant text for a prompt: ``"Echo: <first 40 chars of the prompt> <REPLY_FILLER>"``.
+
+    Whitespace in the prompt is collapsed first, so the reply is always single-spaced and its word count
+    (= completion tokens) is predictable.
+    """
+    snippet = _snippet(prompt)
+    return f"{REPLY_PREFIX} {snippet} {REPLY_FILLER}" if snippet else f"{REPLY_PREFIX} {REPLY_FILLER}"
+
+
+def is_reasoning_model(model: str) -> bool:
+    """``o<digit>...`` models (o1, o3-mini, o4-mini) report hidden reasoning tokens."""
+    return bool(_REASONING_RE.match(model))
+
+
+def fault_for_model(model: str | None) -> str | None:
+    """The fault a model name asks for (``"error-429-gpt-4o"`` -> ``"error-429"``), or None."""
+    if not model:
+        return None
+    name = model.lower()
+    match = _ERROR_FAULT_RE.match(name)
+    if match:
+        return f"error-{match.group(1)}"
+    for fault in NAMED_FAULTS:
+        if name == fault or name.startswith((f"{fault}-", f"{fault}:", f"{fault}/", f"{fault}_")):
+            return fault
+    return None
+
+
+def _normalize_fault(value: str) -> str | None:
+    """Validate an ``x-sim-fault`` header value so a typo fails loudly instead of silently succeeding."""
+    value = value.strip().lower()
+    if value in NAMED_FAULTS or re.fullmatch(r"error-[45]\d\d", value):
+        return value
+    return None
+
+
+def fill_schema(schema: Any, root: Any = None, _depth: int = 0) -> Any:
+    """A value that satisfies a JSON schema: every required property filled with a value of its type.
+
+    Strings are ``"x"``, integers ``1``, numbers ``1.5``, booleans ``True``, arrays ``[]`` and objects are
+    filled recursively, so ``chat.completions.parse(response_format=SomePydanticModel)`` validates, nested
+    models and ``$ref``/``$defs`` included.
+    """
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or _depth > 12:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        return fill_schema(target, root, _depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            preferred = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+            return fill_schema((preferred or options)[0], root, _depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        required = schema.get("required") or []
+        return {
+            name: fill_schema(properties.get(name, {"type": "string"}), root, _depth + 1) for name in required
+        }
+    if kind == "array":
+        count = int(schema.get("minItems") or 0)
+        return [fill_schema(schema.get("items") or {}, root, _depth + 1) for _ in range(count)]
+    if kind == "integer":
+        return _bounded(1, schema)
+    if kind == "number":
+        return _bounded(1.5, schema)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return _string_for(schema)
+
+
+def _bounded(value: float, schema: Mapping[str, Any]) -> Any:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if isinstance(low, (int, float)) and value < low:
+        value = low
+    if isinstance(high, (int, float)) and value > high:
+        value = high
+    return value
+
+
+_STRING_FORMATS = {
+    "date-time": "2024-01-01T00:00:00Z",
+    "date": "2024-01-01",
+    "time": "00:00:00",
+    "email": "sim@example.com",
+    "uri": "https://example.com",
+    "uuid": "00000000-0000-0000-0000-000000000000",
+}
+
+
+def _string_for(schema: Mapping[str, Any]) -> str:
+    fmt = schema.get("format")
+    if isinstance(fmt, str) and fmt in _STRING_FORMATS:
+        return _STRING_FORMATS[fmt]
+    return "x" * max(1, int(schema.get("minLength") or 1))
+
+
+def tool_arguments(parameters: Any, prompt: str) -> str:
+    """The JSON ``arguments`` string of a simulated tool call.
+
+    ``{"query": "<prompt snippet>"}`` when the tool has no declared properties or declares ``query``;
+    otherwise the parameters schema filled by :func:`fill_schema`. Serialised with ``json.dumps``
+    defaults, so the argument fragments contain spaces to stream word by word.
+    """
+    properties = parameters.get("properties") if isinstance(parameters, dict) else None
+    if not properties:
+        return json.dumps({"query": _snippet(prompt)})
+    args = fill_schema(parameters)
+    if not isinstance(args, dict):
+        args = {}
+    if "query" in properties:
+        args["query"] = _snippet(prompt)
+    return json.dumps(args)
+
+
+def embedding_vector(text: str, dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS) -> list[float]:
+    """A unit-length vector derived from the text's hash: same text, same vector, in every process.
+
+    The values are rounded through float32 so the ``float`` and ``base64`` encodings decode to exactly
+    the same numbers.
+    """
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    rng = random.Random(seed)
+    raw = [rng.uniform(-1.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+    packed = struct.pack(f"<{dimensions}f", *(v / norm for v in raw))
+    return list(struct.unpack(f"<{dimensions}f", packed))
+
+
+def _embedding_base64(vector: Sequence[float]) -> str:
+    """OpenAI's ``encoding_format="base64"``: little-endian float32 bytes, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers for building payloads.
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_int(value: Any, default: int | None) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return int(value)
+
+
+def _truncate(text: str, limit: int | None) -> tuple[str, bool]:
+    """Cut ``text`` to ``limit`` words, as ``max_tokens`` does; returns (text, truncated)."""
+    words = text.split()
+    if limit is None or limit < 0 or len(words) <= limit:
+        return text, False
+    return " ".join(words[:limit]), True
+
+
+def _pieces(text: str) -> list[str]:
+    """Word-sized stream fragments whose concatenation is exactly ``text``."""
+    parts = re.findall(r"\S+\s*", text)
+    lead = text[: len(text) - len(text.lstrip())]
+    if lead:
+        parts = [lead + parts[0], *parts[1:]] if parts else [lead]
+    return parts
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def _sse_data(payload: Any) -> bytes:
+    return b"data: " + _dumps(payload) + b"\n\n"
+
+
+def _sse_event(event: str, payload: Any) -> bytes:
+    return f"event: {event}\n".encode() + _sse_data(payload)
+
+
+_SSE_DONE = b"data: [DONE]\n\n"
+
+
+def _error_body(message: str, err_type: str, code: str | None = None, param: str | None = None) -> JSONDict:
+    return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
+
+
+def _structured_text(fmt: Any, prompt: str) -> str | None:
+    """JSON content for ``response_format`` (chat) / ``text.format`` (responses); None for plain text."""
+    if not isinstance(fmt, dict):
+        return None
+    kind = fmt.get("type")
+    if kind == "json_schema":
+        wrapper = fmt.get("json_schema") if isinstance(fmt.get("json_schema"), dict) else fmt
+        return json.dumps(fill_schema(wrapper.get("schema") or {}))
+    if kind == "json_object":
+        return json.dumps({"reply": reply_text(prompt)})
+    return None
+
+
+def _chat_tool(body: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """(name, parameters) of the function tool a chat request would call, honouring ``tool_choice``."""
+    choice = body.get("tool_choice", "auto")
+    if choice == "none":
+        return None
+    functions = [
+        t["function"]
+        for t in body.get("tools") or []
+        if isinstance(t, dict)
+        and t.get("type", "function") == "function"
+        and isinstance(t.get("function"), dict)
+    ]
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name")
+        functions = [f for f in functions if f.get("name") == wanted] or functions
+    if not functions:
+        return None
+    return str(functions[0].get("name")), functions[0].get("parameters")
+
+
+def _responses_tool(body: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """(name, parameters) of the function tool a Responses request would call."""
+    choice = body.get("tool_choice", "auto")
+    if choice == "none":
+        return None
+    functions = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        functions = [f for f in functions if f.get("name") == choice.get("name")] or functions
+    if not functions:
+        return None
+    return str(functions[0].get("name")), functions[0].get("parameters")
+
+
+def _echo_tools(tools: Any) -> list[Any]:
+    """Tools as the Responses API reports them back (function tools get ``strict``/``parameters``)."""
+    echoed: list[Any] = []
+    for tool in tools or []:
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            echoed.append({"parameters": None, "strict": True, "description": None, **tool})
+        else:
+            echoed.append(tool)
+    return echoed
+
+
+@dataclass
+class _Choice:
+    """One planned completion choice, rendered later as JSON or as stream chunks."""
+
+    index: int
+    text: str | None
+    finish_reason: str
+    tokens: int
+    tool_id: str | None = None
+    tool_name: str | None = None
+    tool_args: str | None = None
+
+
+@dataclass
+class _Stream:
+    """The SSE events of a stream, plus what a ``midstream-error`` needs to cut it short."""
+
+    events: list[bytes]
+    prelude: int
+    error_event: bytes
+    done: bytes | None
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP plumbing.
+# --------------------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its Simulator and keeps client disconnects quiet."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
+        self.sim = sim
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, conn: socket.socket, alive: bool) -> None:
+        """Remember open connections so ``stop()`` can unblock keep-alive threads."""
+        with self.connections_lock:
+            if alive:
+                self.connections.add(conn)
+            else:
+                self.connections.discard(conn)
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            conns = list(self.connections)
+            self.connections.clear()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (timeouts, early ``close()``, ``drop``) is normal here, not an error."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Forwards every request to the owning Simulator; HTTP/1.1 so the SDK can keep connections alive."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "tokentrace-sim"
+    sys_version = ""
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
+
+    def do_POST(self) -> None:
+        self.server.sim._serve(self, "POST")
+
+    def do_GET(self) -> None:
+        self.server.sim._serve(self, "GET")
+
+    def do_PUT(self) -> None:
+        self.server.sim._serve(self, "PUT")
+
+    def do_PATCH(self) -> None:
+        self.server.sim._serve(self, "PATCH")
+
+    def do_DELETE(self) -> None:
+        self.server.sim._serve(self, "DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request access logs; they would drown test and demo output."""
+
+    def read_body(self) -> bytes:
+        """The request body, with or without ``Transfer-Encoding: chunked``."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+
+class _Exchange:
+    """One request/response: writes OpenAI-style headers, JSON bodies and (chunked) SSE streams."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self.handler = handler
+        self.started = time.monotonic()
+        self.request_id = "req_0"
+        self.remaining_requests = RATE_LIMIT_REQUESTS
+        self.prompt_tokens = 0
+        self.headers_sent = False
+        self.alive = True
+        self.chunked = handler.request_version != "HTTP/1.0"
+
+    def _headers(self, extra: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        elapsed_ms = int((time.monotonic() - self.started) * 1000)
+        reset_tokens_ms = max(
+            1, math.ceil(self.prompt_tokens * RATE_LIMIT_WINDOW_SECONDS * 1000 / RATE_LIMIT_TOKENS)
+        )
+        return [
+            ("x-request-id", self.request_id),
+            ("openai-processing-ms", str(elapsed_ms)),
+            ("openai-version", OPENAI_VERSION),
+            ("openai-organization", ORGANIZATION),
+            ("x-ratelimit-limit-requests", str(RATE_LIMIT_REQUESTS)),
+            ("x-ratelimit-remaining-requests", str(self.remaining_requests)),
+            ("x-ratelimit-limit-tokens", str(RATE_LIMIT_TOKENS)),
+            ("x-ratelimit-remaining-tokens", str(max(0, RATE_LIMIT_TOKENS - self.prompt_tokens))),
+            ("x-ratelimit-reset-requests", "6ms"),
+            ("x-ratelimit-reset-tokens", f"{reset_tokens_ms}ms"),
+            *extra,
+        ]
+
+    def _start(self, status: int, headers: list[tuple[str, str]]) -> bool:
+        handler = self.handler
+        self.headers_sent = True
+        try:
+            handler.send_response(status)
+            for name, value in headers:
+                handler.send_header(name, value)
+            handler.end_headers()
+        except OSError:
+            self._lost()
+            return False
+        return True
+
+    def _lost(self) -> None:
+        self.alive = False
+        self.handler.close_connection = True
+
+    def send_json(self, status: int, payload: Any, extra: Iterable[tuple[str, str]] = ()) -> None:
+        data = _dumps(payload)
+        headers = self._headers(extra)
+        headers += [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        if self._start(status, headers):
+            self._write_raw(data)
+
+    def send_error(
+        self,
+        status: int,
+        message: str,
+        err_type: str,
+        code: str | None = None,
+        param: str | None = None,
+        extra: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self.send_json(status, _error_body(message, err_type, code, param), extra)
+
+    def start_stream(self) -> bool:
+        headers = self._headers(())
+        headers += [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache")]
+        headers.append(("Transfer-Encoding", "chunked") if self.chunked else ("Connection", "close"))
+        return self._start(200, headers)
+
+    def _write_raw(self, data: bytes) -> bool:
+        if not self.alive:
+            return False
+        try:
+            self.handler.wfile.write(data)
+            self.handler.wfile.flush()
+        except OSError:
+            self._lost()
+            return False
+        return True
+
+    def write_event(self, data: bytes) -> bool:
+        """Write one SSE event as its own HTTP chunk, so the client sees it immediately."""
+        if self.chunked:
+            data = b"%x\r\n" % len(data) + data + b"\r\n"
+        return self._write_raw(data)
+
+    def end_stream(self) -> None:
+        if self.chunked:
+            self._write_raw(b"0\r\n\r\n")
+        else:
+            self.handler.close_connection = True
+
+    def drop(self) -> None:
+        """Hang up without a response: the client sees a connection error."""
+        self.headers_sent = True
+        self._lost()
+        with contextlib.suppress(OSError):
+            self.handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+# --------------------------------------------------------------------------------------------------
+# The simulator.
+# --------------------------------------------------------------------------------------------------
+
+
+class Simulator:
+    """A local OpenAI-compatible server for tests and the ``tokentrace demo`` command.
+
+    Use it as a context manager (``with Simulator() as sim: OpenAI(base_url=sim.base_url, ...)``) or
+    call :meth:`start` / :meth:`stop`. Every received request is appended to :attr:`requests` as
+    ``{"path", "method", "headers", "body", "query", "request_id"}`` (headers lower-cased, body parsed
+    JSON or None, path without the query string) so tests can assert on what the SDK actually sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        latency: float = 0.0,
+        chunk_delay: float = 0.0,
+        fault_rate: float = 0.0,
+        port: int = 0,
+    ) -> None:
+        self.seed = seed
+        self.latency = latency
+        self.chunk_delay = chunk_delay
+        self.fault_rate = fault_rate
+        self.host = HOST
+        self.port = port
+        self.requests: list[JSONDict] = []
+        self._lock = threading.Lock()
+        self._fault_rng = random.Random(seed)
+        self._latency_rng = random.Random(seed + 1)
+        self._counter = 0
+        self._recent: collections.deque[float] = collections.deque()
+        self._seen_prompts: set[str] = set()
+        self._fault_once_ids: set[str] = set()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI-style base URL (``http://127.0.0.1:PORT/v1``) for ``OpenAI(base_url=...)``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def azure_endpoint(self) -> str:
+        """Root URL for ``AzureOpenAI(azure_endpoint=...)``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Simulator:
+        """Bind 127.0.0.1 (port 0 = any free port) and serve from a daemon thread."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = _Server((self.host, self.port), self)
+        self.port = int(server.server_address[1])
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"tokentrace-simulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, wake sleeping fault handlers and close kept-alive connections. Idempotent."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def reset(self) -> None:
+        """Forget recorded requests, seen prompts (prompt cache) and used ``x-sim-fault-once`` ids."""
+        with self._lock:
+            self.requests.clear()
+            self._seen_prompts.clear()
+            self._fault_once_ids.clear()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._server is not None else "stopped"
+        return f"<Simulator {self.base_url} {state}, {len(self.requests)} requests>"
+
+    # ---- request handling --------------------------------------------------------------------------
+
+    def _serve(self, handler: _Handler, method: str) -> None:
+        ex = _Exchange(handler)
+        try:
+            self._dispatch(ex, handler, method)
+        except OSError:
+            ex._lost()
+        except Exception as exc:  # a simulator bug: report it loudly, answer like OpenAI's 500
+            traceback.print_exc(file=sys.stderr)
+            if ex.headers_sent:
+                ex._lost()
+            else:
+                ex.send_error(500, f"Simulator internal error: {exc!r}", "server_error")
+
+    def _record(self, ex: _Exchange, handler: _Handler, method: str) -> tuple[str, JSONDict, Any, bool]:
+        url = urlsplit(handler.path)
+        raw = handler.read_body()
+        body: Any = None
+        bad_json = False
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                bad_json = True
+        record = {
+            "path": url.path,
+            "method": method,
+            "headers": {k.lower(): v for k, v in handler.headers.items()},
+            "body": body,
+            "query": dict(parse_qsl(url.query)),
+        }
+        now = time.monotonic()
+        with self._lock:
+            self._counter += 1
+            ex.request_id = record["request_id"] = f"req_{self._counter}"
+            self.requests.append(record)
+            self._recent.append(now)
+            while self._recent and now - self._recent[0] > RATE_LIMIT_WINDOW_SECONDS:
+                self._recent.popleft()
+            ex.remaining_requests = max(0, RATE_LIMIT_REQUESTS - len(self._recent))
+        if isinstance(body, dict):
+            try:
+                ex.prompt_tokens = count_prompt_tokens(body)
+            except Exception:  # odd shapes still get an answer; the endpoint validates properly
+                ex.prompt_tokens = 0
+        return url.path, record["headers"], body, bad_json
+
+    def _dispatch(self, ex: _Exchange, handler: _Handler, method: str) -> None:
+        path, headers, body, bad_json = self._record(ex, handler, method)
+
+        models = _MODELS_RE.match(path)
+        if method == "GET" and models:
+            self._models(ex, models.group("model"))
+            return
+        route = _ROUTE_RE.match(path)
+        if method != "POST" or route is None:
+            ex.send_error(404, f"Invalid URL ({method} {path})", "invalid_request_error")
+            return
+        if bad_json or not isinstance(body, dict):
+            ex.send_error(400, _BAD_JSON_MESSAGE, "invalid_request_error")
+            return
+
+        endpoint, deployment = route.group("endpoint"), route.group("deployment")
+        requested = body.get("model")
+        if isinstance(requested, str) and requested:
+            model, response_model = requested, DATED_MODELS.get(requested, requested)
+        elif deployment:
+            model = response_model = deployment
+        else:
+            ex.send_error(400, "you must provide a model parameter", "invalid_request_error", None, "model")
+            return
+
+        fault = self._choose_fault(ex, headers, model)
+        if fault == "invalid":
+            return
+        if not self._sleep(self._latency_delay()):
+            ex.drop()
+            return
+        if fault == "drop":
+            ex.drop()
+            return
+        if fault is not None and fault.startswith("error-"):
+            self._send_fault(ex, int(fault[6:]), model)
+            return
+        if fault == "slow":
+            try:
+                delay = float(headers.get("x-sim-delay", DEFAULT_SLOW_DELAY))
+            except ValueError:
+                delay = DEFAULT_SLOW_DELAY
+            if not self._sleep(delay):
+                ex.drop()
+                return
+        stream = bool(body.get("stream"))
+        midstream = fault == "midstream-error"
+        if midstream and not stream:
+            self._send_fault(ex, 500, model)
+            return
+
+        if endpoint == "chat/completions":
+            self._chat(ex, body, model, response_model, stream, midstream)
+        elif endpoint == "responses":
+            self._responses(ex, body, model, response_model, stream, midstream)
+        elif endpoint == "embeddings":
+            self._embeddings(ex, body, response_model)
+        else:
+            self._completions(ex, body, response_model, stream, midstream)
+
+    def _choose_fault(self, ex: _Exchange, headers: Mapping[str, str], model: str) -> str | None:
+        """Decide the fault for this request; returns ``"invalid"`` after answering a bad header."""
+        header = headers.get("x-sim-fault", "").strip()
+        if header:
+            fault = _normalize_fault(header)
+            if fault is None:
+                ex.send_error(
+                    400,
+                    f"Unknown simulator fault {header!r}; use error-<status> or {'/'.join(NAMED_FAULTS)}",
+                    "invalid_request_error",
+                    "unknown_fault",
+                )
+                return "invalid"
+        else:
+            fault = fault_for_model(model)
+        once = headers.get("x-sim-fault-once")
+        if fault is not None and once:
+            with self._lock:
+                if once in self._fault_once_ids:
+                    fault = None
+                else:
+                    self._fault_once_ids.add(once)
+        if fault is None and self.fault_rate > 0:
+            with self._lock:  # always two draws, so one request's outcome never shifts the next one's
+                roll, pick = self._fault_rng.random(), self._fault_rng.random()
+            if roll < self.fault_rate:
+                fault = "error-429" if pick < 0.5 else "error-500"
+        return fault
+
+    def _latency_delay(self) -> float:
+        if self.latency <= 0:
+            return 0.0
+        with self._lock:
+            jitter = self._latency_rng.uniform(-0.25, 0.25)
+        return self.latency * (1.0 + jitter)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless the simulator stops meanwhile; returns False if it did."""
+        if seconds <= 0:
+            return not self._stopping.is_set()
+        return not self._stopping.wait(seconds)
+
+    def _send_fault(self, ex: _Exchange, status: int, model: str) -> None:
+        err_type, code, param, message = _ERROR_FAULTS.get(
+            status,
+            (
+                "server_error" if status >= 500 else "invalid_request_error",
+                None,
+                None,
+                f"Simulated HTTP {status} error.",
+            ),
+        )
+        extra: list[tuple[str, str]] = []
+        if status == 429:
+            extra.append(("retry-after", "0"))
+        if status == 429 or status >= 500:
+            extra.append(("retry-after-ms", str(RETRY_AFTER_MS)))
+        ex.send_error(status, message.replace("{model}", model), err_type, code, param, extra)
+
+    def _cached_tokens(self, kind: str, model: str, body: Mapping[str, Any], prompt_tokens: int) -> int:
+        """Prompt caching: a prompt this server has seen before reports half its tokens as cached."""
+        key = json.dumps([kind, model, _prompt_units(body)], sort_keys=True, default=str)
+        with self._lock:
+            seen = key in self._seen_prompts
+            self._seen_prompts.add(key)
+        return prompt_tokens // 2 if seen else 0
+
+    def _run_stream(self, ex: _Exchange, stream: _Stream, midstream: bool) -> None:
+        """Send the events, pausing ``chunk_delay`` between them; stop quietly if the client leaves."""
+        if midstream:
+            cut = min(stream.prelude + MIDSTREAM_CHUNKS, len(stream.events) - 1)
+            events = [*stream.events[:cut], stream.error_event]
+        else:
+            events = [*stream.events, *([stream.done] if stream.done else [])]
+        if not ex.start_stream():
+            return
+        for position, event in enumerate(events):
+            if position and self.chunk_delay > 0 and not self._sleep(self.chunk_delay):
+                ex._lost()
+                return
+            if not ex.write_event(event):
+                return
+        ex.end_stream()
+
+    # ---- endpoints -----------------------------------------------------------------------------------
+
+    def _models(self, ex: _Exchange, model: str | None) -> None:
+        def entry(name: str) -> JSONDict:
+            return {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": ORGANIZATION}
+
+        if model:
+            ex.send_json(200, entry(model))
+        else:
+            ex.send_json(200, {"object": "list", "data": [entry(m) for m in KNOWN_MODELS]})
+
+    def _chat(
+        self, ex: _Exchange, body: JSONDict, model: str, response_model: str, stream: bool, midstream: bool
+    ) -> None:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            ex.send_error(
+                400,
+                "Missing required parameter: 'messages'.",
+                "invalid_request_error",
+                "missing_required_parameter",
+                "messages",
+            )
+            return
+        number = ex.request_id.removeprefix("req_")
+        n = max(1, _as_int(body.get("n"), 1) or 1)
+        limit = _as_int(body.get("max_completion_tokens", body.get("max_tokens")), None)
+        prompt = prompt_text(body)
+        tool = _chat_tool(body)
+        last = messages[-1]
+        wants_tool = tool is not None and isinstance(last, dict) and last.get("role") == "user"
+
+        choices: list[_Choice] = []
+        for index in range(n):
+            if wants_tool and tool is not None:
+                name, parameters = tool
+                args = tool_arguments(parameters, prompt)
+                choices.append(
+                    _Choice(
+                        index=index,
+                        text=None,
+                        finish_reason="tool_calls",
+                        tokens=count_completion_tokens(f"{name} {args}"),
+                        tool_id=f"call_sim{number}x{index}",
+                        tool_name=name,
+                        tool_args=args,
+                    )
+                )
+            else:
+                text = _structured_text(body.get("response_format"), prompt) or reply_text(prompt)
+                text, truncated = _truncate(text, limit)
+                finish = "length" if truncated else "stop"
+                choices.append(_Choice(index, text, finish, count_completion_tokens(text)))
+
+        reasoning = REASONING_TOKENS if is_reasoning_model(model) else 0
+        prompt_tokens = count_prompt_tokens(body)
+        completion_tokens = sum(c.tokens for c in choices) + reasoning
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {
+                "cached_tokens": self._cached_tokens("chat", model, body, prompt_tokens),
+                "audio_tokens": 0,
+            },
+            "completion_tokens_details": {
+                "reasoning_tokens": reasoning,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+        head = {
+            "id": f"chatcmpl-sim{number}",
+            "created": int(time.time()),
+            "model": response_model,
+            "service_tier": SERVICE_TIER,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+        if not stream:
+            ex.send_json(
+                200,
+                {
+                    **head,
+                    "object": "chat.completion",
+                    "choices": [_chat_choice(c) for c in choices],
+                    "usage": usage,
+                },
+            )
+            return
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        self._run_stream(ex, _chat_stream(head, choices, usage, include_usage), midstream)
+
+    def _responses(
+        self, ex: _Exchange, body: JSONDict, model: str, response_model: str, stream: bool, midstream: bool
+    ) -> None:
+        number = ex.request_id.removeprefix("req_")
+        prompt = prompt_text(body)
+        items = body.get("input")
+        last = items[-1] if isinstance(items, list) and items else None
+        last_is_user = isinstance(items, str) or (
+            isinstance(last, dict) and last.get("role") == "user" and last.get("type", "message") == "message"
+        )
+        tool = _responses_tool(body)
+        limit = _as_int(body.get("max_output_tokens"), None)
+        incomplete = False
+
+        if tool is not None and last_is_user:
+            name, parameters = tool
+            args = tool_arguments(parameters, prompt)
+            item: JSONDict = {
+                "type": "function_call",
+                "id": f"fc_sim{number}",
+                "call_id": f"call_sim{number}",
+                "name": name,
+                "arguments": args,
+                "status": "completed",
+            }
+            visible_tokens = count_completion_tokens(f"{name} {args}")
+        else:
+            fmt = body.get("text", {}).get("format") if isinstance(body.get("text"), dict) else None
+            text = _structured_text(fmt, prompt) or reply_text(prompt)
+            text, incomplete = _truncate(text, limit)
+            item = {
+                "type": "message",
+                "id": f"msg_sim{number}",
+                "status": "incomplete" if incomplete else "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+            }
+            visible_tokens = count_completion_tokens(text)
+
+        reasoning = REASONING_TOKENS if is_reasoning_model(model) else 0
+        input_tokens = count_prompt_tokens(body)
+        output_tokens = visible_tokens + reasoning
+        usage = {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {
+                "cached_tokens": self._cached_tokens("responses", model, body, input_tokens),
+                "cache_write_tokens": 0,
+            },
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": input_tokens + output_tokens,
+        }
+        created = int(time.time())
+        status = "incomplete" if incomplete else "completed"
+
+        def snapshot(state: str, output: list[Any], final: bool) -> JSONDict:
+            return {
+                "id": f"resp_sim{number}",
+                "object": "response",
+                "created_at": created,
+                "status": state,
+                "background": False,
+                "completed_at": created if final and state == "completed" else None,
+                "error": None,
+                "incomplete_details": {"reason": "max_output_tokens"} if final and incomplete else None,
+                "instructions": body.get("instructions"),
+                "max_output_tokens": body.get("max_output_tokens"),
+                "max_tool_calls": body.get("max_tool_calls"),
+                "model": response_model,
+                "output": output,
+                "parallel_tool_calls": body.get("parallel_tool_calls", True),
+                "previous_response_id": body.get("previous_response_id"),
+                "prompt_cache_key": body.get("prompt_cache_key"),
+                "reasoning": {"effort": "medium" if reasoning else None, "summary": None},
+                "safety_identifier": body.get("safety_identifier"),
+                "service_tier": SERVICE_TIER,
+                "store": body.get("store", True),
+                "temperature": body.get("temperature", 1.0),
+                "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+                "tool_choice": body.get("tool_choice", "auto"),
+                "tools": _echo_tools(body.get("tools")),
+                "top_logprobs": body.get("top_logprobs", 0),
+                "top_p": body.get("top_p", 1.0),
+                "truncation": body.get("truncation", "disabled"),
+                "usage": usage if final else None,
+                "user": body.get("user"),
+                "metadata": body.get("metadata") or {},
+            }
+
+        if not stream:
+            ex.send_json(200, snapshot(status, [item], True))
+            return
+        self._run_stream(
+            ex,
+            _responses_stream(snapshot("in_progress", [], False), snapshot(status, [item], True), item),
+            midstream,
+        )
+
+    def _embeddings(self, ex: _Exchange, body: JSONDict, response_model: str) -> None:
+        raw = body.get("input")
+        if raw is None or raw in ("", []):
+            ex.send_error(
+                400,
+                "Missing required parameter: 'input'.",
+                "invalid_request_error",
+                "missing_required_parameter",
+                "input",
+            )
+            return
+        if isinstance(raw, str):
+            texts = [raw]
+        elif isinstance(raw, list) and all(isinstance(v, int) for v in raw):
+            texts = [" ".join(map(str, raw))]
+        elif isinstance(raw, list):
+            texts = [v if isinstance(v, str) else " ".join(map(str, v)) for v in raw]
+        else:
+            ex.send_error(400, "Invalid type for 'input'.", "invalid_request_error", "invalid_type", "input")
+            return
+        dimensions = (
+            _as_int(body.get("dimensions"), DEFAULT_EMBEDDING_DIMENSIONS) or DEFAULT_EMBEDDING_DIMENSIONS
+        )
+        dimensions = max(1, min(dimensions, MAX_EMBEDDING_DIMENSIONS))
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(texts):
+            vector = embedding_vector(text, dimensions)
+            encoded: Any = _embedding_base64(vector) if as_base64 else vector
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        prompt_tokens = count_prompt_tokens(body)
+        ex.send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": response_model,
+                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+            },
+        )
+
+    def _completions(
+        self, ex: _Exchange, body: JSONDict, response_model: str, stream: bool, midstream: bool
+    ) -> None:
+        number = ex.request_id.removeprefix("req_")
+        raw = body.get("prompt", "")
+        if isinstance(raw, str):
+            prompts = [raw]
+        elif isinstance(raw, list) and raw and all(isinstance(v, int) for v in raw):
+            prompts = [""]
+        elif isinstance(raw, list) and raw:
+            prompts = [v if isinstance(v, str) else "" for v in raw]
+        else:
+            prompts = [""]
+        n = max(1, _as_int(body.get("n"), 1) or 1)
+        limit = _as_int(body.get("max_tokens"), None)
+        choices: list[_Choice] = []
+        for p_index, prompt in enumerate(prompts):
+            for c_index in range(n):
+                text, truncated = _truncate(reply_text(prompt), limit)
+                finish = "length" if truncated else "stop"
+                choices.append(_Choice(p_index * n + c_index, text, finish, count_completion_tokens(text)))
+        prompt_tokens = count_prompt_tokens(body)
+        completion_tokens = sum(c.tokens for c in choices)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        head = {
+            "id": f"cmpl-sim{number}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": response_model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+        if not stream:
+            rendered = [
+                {"text": c.text, "index": c.index, "logprobs": None, "finish_reason": c.finish_reason}
+                for c in choices
+            ]
+            ex.send_json(200, {**head, "choices": rendered, "usage": usage})
+            return
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        self._run_stream(ex, _completions_stream(head, choices, usage, include_usage), midstream)
+
+
+# --------------------------------------------------------------------------------------------------
+# Payload renderers (pure functions of a plan, so non-streamed and streamed answers always agree).
+# --------------------------------------------------------------------------------------------------
+
+
+def _chat_choice(choice: _Choice) -> JSONDict:
+    message: JSONDict = {"role": "assistant", "content": choice.text, "refusal": None, "annotations": []}
+    if choice.tool_name is not None:
+        message["tool_calls"] = [
+            {
+                "id": choice.tool_id,
+                "type": "function",
+                "function": {"name": choice.tool_name, "arguments": choice.tool_args},
+            }
+        ]
+    return {
+        "index": choice.index,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": choice.finish_reason,
+    }
+
+
+def _interleave(per_choice: list[list[JSONDict]]) -> Iterable[JSONDict]:
+    """Round-robin the choices' deltas, as OpenAI interleaves ``n > 1`` streams."""
+    for step in range(max((len(p) for p in per_choice), default=0)):
+        for deltas in per_choice:
+            if step < len(deltas):
+                yield deltas[step]
+
+
+def _chat_stream(head: JSONDict, choices: list[_Choice], usage: JSONDict, include_usage: bool) -> _Stream:
+    def chunk(rendered: list[JSONDict], usage_value: Any = None) -> bytes:
+        payload = {**head, "object": "chat.completion.chunk", "choices": rendered}
+        if include_usage:
+            payload["usage"] = usage_value
+        return _sse_data(payload)
+
+    def choice_delta(index: int, delta: JSONDict, finish: str | None = None) -> JSONDict:
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    events: list[bytes] = []
+    for c in choices:
+        first: JSONDict = {"role": "assistant", "content": "", "refusal": None}
+        if c.tool_name is not None:
+            first["content"] = None
+            first["tool_calls"] = [
+                {
+                    "index": 0,
+                    "id": c.tool_id,
+                    "type": "function",
+                    "function": {"name": c.tool_name, "arguments": ""},
+                }
+            ]
+        events.append(chunk([choice_delta(c.index, first)]))
+    per_choice: list[list[JSONDict]] = []
+    for c in choices:
+        if c.tool_name is not None:
+            deltas = [
+                {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}
+                for p in _pieces(c.tool_args or "")
+            ]
+        else:
+            deltas = [{"content": p} for p in _pieces(c.text or "")]
+        per_choice.append([choice_delta(c.index, d) for d in deltas])
+    events.extend(chunk([rendered]) for rendered in _interleave(per_choice))
+    events.extend(chunk([choice_delta(c.index, {}, c.finish_reason)]) for c in choices)
+    if include_usage:
+        events.append(chunk([], usage))
+    error = _sse_data(_error_body("The server had an error while processing your request.", "server_error"))
+    return _Stream(events=events, prelude=len(choices), error_event=error, done=_SSE_DONE)
+
+
+def _completions_stream(
+    head: JSONDict, choices: list[_Choice], usage: JSONDict, include_usage: bool
+) -> _Stream:
+    def chunk(rendered: list[JSONDict], usage_value: Any = None) -> bytes:
+        payload = {**head, "choices": rendered}
+        if include_usage:
+            payload["usage"] = usage_value
+        return _sse_data(payload)
+
+    def piece(index: int, text: str, finish: str | None = None) -> JSONDict:
+        return {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+
+    per_choice = [[piece(c.index, p) for p in _pieces(c.text or "")] for c in choices]
+    events = [chunk([rendered]) for rendered in _interleave(per_choice)]
+    events.extend(chunk([piece(c.index, "", c.finish_reason)]) for c in choices)
+    if include_usage:
+        events.append(chunk([], usage))
+    error = _sse_data(_error_body("The server had an error while processing your request.", "server_error"))
+    return _Stream(events=events, prelude=0, error_event=error, done=_SSE_DONE)
+
+
+def _responses_stream(initial: JSONDict, final: JSONDict, item: JSONDict) -> _Stream:
+    """The Responses API event sequence; it ends with ``response.completed`` and no ``[DONE]``."""
+    events: list[bytes] = []
+
+    def emit(event_type: str, **fields: Any) -> None:
+        events.append(_sse_event(event_type, {"type": event_type, "sequence_number": len(events), **fields}))
+
+    emit("response.created", response=initial)
+    emit("response.in_progress", response=initial)
+    item_id = item["id"]
+    if item["type"] == "function_call":
+        emit(
+            "response.output_item.added",
+            output_index=0,
+            item={**item, "arguments": "", "status": "in_progress"},
+        )
+        prelude = len(events)
+        for fragment in _pieces(item["arguments"]):
+            emit("response.function_call_arguments.delta", item_id=item_id, output_index=0, delta=fragment)
+        emit(
+            "response.function_call_arguments.done",
+            item_id=item_id,
+            output_index=0,
+            arguments=item["arguments"],
+        )
+    else:
+        part = item["content"][0]
+        emit(
+            "response.output_item.added",
+            output_index=0,
+            item={**item, "status": "in_progress", "content": []},
+        )
+        location = {"item_id": item_id, "output_index": 0, "content_index": 0}
+        emit("response.content_part.added", **location, part={**part, "text": ""})
+        prelude = len(events)
+        for fragment in _pieces(part["text"]):
+            emit("response.output_text.delta", **location, delta=fragment, logprobs=[])
+        emit("response.output_text.done", **location, text=part["text"], logprobs=[])
+        emit("response.content_part.done", **location, part=part)
+    emit("response.output_item.done", output_index=0, item=item)
+    emit(f"response.{final['status']}", response=final)
+    message = "The server had an error while processing your request."
+    error = _sse_event(
+        "error",
+        {
+            "type": "error",
+            "sequence_number": prelude + MIDSTREAM_CHUNKS,
+            "code": "server_error",
+            "message": message,
+            "param": None,
+            "error": {"type": "server_error", "code": "server_error", "message": message, "param": None},
+        },
+    )
+    return _Stream(events=events, prelude=prelude, error_event=error, done=None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Manual use: ``python -m tokentrace.demo.simulator`` serves until interrupted.
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a simulator in the foreground, for poking at it with curl or a hand-written client."""
+    parser = argparse.ArgumentParser(description="Local OpenAI-compatible simulator (127.0.0.1 only).")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--chunk-delay", type=float, default=0.0)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    sim = Simulator(
+        seed=args.seed,
+        latency=args.latency,
+        chunk_delay=args.chunk_delay,
+        fault_rate=args.fault_rate,
+        port=args.port,
+    ).start()
+    print(f"OpenAI-compatible simulator listening on {sim.base_url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
