@@ -32,9 +32,13 @@ def apply_chat_usage(usage: Usage, reported: Any) -> None:
     """Chat Completions and legacy Completions: prompt_tokens already include cached tokens."""
     usage.input_tokens = _int(_get(reported, "prompt_tokens"))
     usage.output_tokens = _int(_get(reported, "completion_tokens"))
-    cached = _int(_get(_get(reported, "prompt_tokens_details"), "cached_tokens"))
+    details = _get(reported, "prompt_tokens_details")
+    cached = _int(_get(details, "cached_tokens"))
     if cached is not None:
         usage.cache_read_input_tokens = cached
+    written = _int(_get(details, "cache_write_tokens"))
+    if written is not None:
+        usage.cache_creation_input_tokens = written
     reasoning = _int(_get(_get(reported, "completion_tokens_details"), "reasoning_tokens"))
     if reasoning is not None:
         usage.reasoning_output_tokens = reasoning
@@ -44,9 +48,13 @@ def apply_chat_usage(usage: Usage, reported: Any) -> None:
 def apply_responses_usage(usage: Usage, reported: Any) -> None:
     usage.input_tokens = _int(_get(reported, "input_tokens"))
     usage.output_tokens = _int(_get(reported, "output_tokens"))
-    cached = _int(_get(_get(reported, "input_tokens_details"), "cached_tokens"))
+    details = _get(reported, "input_tokens_details")
+    cached = _int(_get(details, "cached_tokens"))
     if cached is not None:
         usage.cache_read_input_tokens = cached
+    written = _int(_get(details, "cache_write_tokens"))
+    if written is not None:
+        usage.cache_creation_input_tokens = written
     reasoning = _int(_get(_get(reported, "output_tokens_details"), "reasoning_tokens"))
     if reasoning is not None:
         usage.reasoning_output_tokens = reasoning
