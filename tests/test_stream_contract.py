@@ -11,8 +11,11 @@ types; the instrumented run must produce exactly one LLM span, ended once, with 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import gc
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack, nullcontext
 from dataclasses import dataclass, field
@@ -22,7 +25,6 @@ import openai
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
-
 from tokentrace.core import semconv
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import internal_errors
@@ -37,7 +39,9 @@ CHUNK_DELAY = 0.25  # the slow simulator's pause between events: cancellation la
 
 # Fields that differ between two identical requests (ids carry the simulator's request counter, the
 # prompt cache reports the second identical prompt as cached); everything else must match exactly.
-_VOLATILE_KEYS = frozenset({"id", "item_id", "call_id", "created", "created_at", "completed_at", "cached_tokens"})
+_VOLATILE_KEYS = frozenset(
+    {"id", "item_id", "call_id", "created", "created_at", "completed_at", "cached_tokens"}
+)
 
 
 def _scrub(value: Any) -> Any:
@@ -77,6 +81,7 @@ class Method:
     helper: str | None  # "chat" or "responses" for the SDK's .stream() helpers
     open: Callable[[Any, str, ExitStack], Opened]
     aopen: Callable[[Any, str, AsyncExitStack], Awaitable[Opened]]
+    env: tuple[tuple[str, str], ...] = ()  # settings to instrument with
 
 
 def _plain(stream: Any) -> Opened:
@@ -92,7 +97,8 @@ async def _a_chat(client: Any, model: str, stack: AsyncExitStack, **extra: Any) 
 
 
 async def _a_chat_helper(client: Any, model: str, stack: AsyncExitStack) -> Opened:
-    return _helper(await stack.enter_async_context(client.chat.completions.stream(model=model, messages=MESSAGES)))
+    manager = client.chat.completions.stream(model=model, messages=MESSAGES)
+    return _helper(await stack.enter_async_context(manager))
 
 
 async def _a_responses(client: Any, model: str, stack: AsyncExitStack) -> Opened:
@@ -114,7 +120,8 @@ async def _a_raw(client: Any, model: str, stack: AsyncExitStack) -> Opened:
 
 
 async def _a_streaming(client: Any, model: str, stack: AsyncExitStack) -> Opened:
-    manager = client.chat.completions.with_streaming_response.create(model=model, messages=MESSAGES, stream=True)
+    streaming = client.chat.completions.with_streaming_response
+    manager = streaming.create(model=model, messages=MESSAGES, stream=True)
     raw = await stack.enter_async_context(manager)
     stream = await raw.parse()
     return Opened(stream, stream, raw)
@@ -144,7 +151,9 @@ METHODS = [
     ),
     Method(
         "chat.create+include_usage", "chat", CHAT_MODEL, "reported", False, None,
-        lambda c, m, s: _plain(c.chat.completions.create(model=m, messages=MESSAGES, stream=True, **USAGE_OPTIONS)),
+        lambda c, m, s: _plain(
+            c.chat.completions.create(model=m, messages=MESSAGES, stream=True, **USAGE_OPTIONS)
+        ),
         lambda c, m, s: _a_chat(c, m, s, **USAGE_OPTIONS),
     ),
     Method(
@@ -168,9 +177,19 @@ METHODS = [
         _a_completions,
     ),
     Method("chat.with_raw_response", "chat", CHAT_MODEL, "estimated", False, None, _raw, _a_raw),
-    Method("chat.with_streaming_response", "chat", CHAT_MODEL, "estimated", True, None, _streaming, _a_streaming),
+    Method(
+        "chat.with_streaming_response", "chat", CHAT_MODEL, "estimated", True, None, _streaming, _a_streaming
+    ),
 ]
-METHOD_IDS = [m.id for m in METHODS]
+# With TOKENTRACE_STREAM_INCLUDE_USAGE we ask for the usage chunk and hide it: the application must
+# still see exactly the chunks of an uninstrumented run, and the span count only those.
+INJECTED = (("TOKENTRACE_STREAM_INCLUDE_USAGE", "true"),)
+METHODS += [
+    dataclasses.replace(m, id=f"{m.id}+injected_usage", usage_source="reported", env=INJECTED)
+    for m in METHODS
+    if m.id in ("chat.create", "chat.stream", "completions.create")
+]
+INJECTED_EXITS = frozenset({"exhaust", "final", "break_gc", "close", "server_error", "cancel"})
 
 # exit path -> tokentrace.stream.end_reason
 END_REASONS = {
@@ -186,12 +205,16 @@ END_REASONS = {
     "cancel": "cancelled",
     "never_iterated_gc": "abandoned",
 }
-SYNC_EXITS = ["exhaust", "final", "until_done", "break_gc", "with_early", "close", "server_error", "app_error",
-              "never_iterated_gc"]
+SYNC_EXITS = [
+    "exhaust", "final", "until_done", "break_gc", "with_early", "close", "server_error", "app_error",
+    "never_iterated_gc",
+]
 ASYNC_EXITS = [*SYNC_EXITS, "aclose", "cancel"]
 
 
 def _applies(method: Method, exit_path: str) -> bool:
+    if method.env and exit_path not in INJECTED_EXITS:
+        return False
     if exit_path in ("final", "until_done"):
         return method.helper is not None
     if exit_path == "aclose":
@@ -216,6 +239,7 @@ class Outcome:
     items: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] | None = None
     error: BaseException | None = None
+    raised: AppError | None = None  # what the application's own code raised
     current_spans: list[Any] = field(default_factory=list)
     is_sdk_stream: bool = False
     response_status: int | None = None
@@ -239,7 +263,15 @@ class Outcome:
 
 
 def _final_of(stream: Any) -> Any:
-    return stream.get_final_completion() if hasattr(stream, "get_final_completion") else stream.get_final_response()
+    if hasattr(stream, "get_final_completion"):
+        return stream.get_final_completion()
+    return stream.get_final_response()
+
+
+async def _afinal_of(stream: Any) -> Any:
+    if hasattr(stream, "get_final_completion"):
+        return await stream.get_final_completion()
+    return await stream.get_final_response()
 
 
 def drive_sync(method: Method, exit_path: str, client: Any) -> Outcome:
@@ -255,6 +287,7 @@ def drive_sync(method: Method, exit_path: str, client: Any) -> Outcome:
                 break
         del opened, stack
         gc.collect()
+        out.current_spans.append(trace.get_current_span())
         out.second_close = gc.collect
         return out
     try:
@@ -279,7 +312,8 @@ def drive_sync(method: Method, exit_path: str, client: Any) -> Outcome:
                     for item in entered:
                         out.see(item)
                         if exit_path == "app_error":
-                            raise AppError("the application's own bug")
+                            out.raised = AppError("the application's own bug")
+                            raise out.raised
                         break
                     if method.managed:
                         stack.close()
@@ -295,6 +329,7 @@ def drive_sync(method: Method, exit_path: str, client: Any) -> Outcome:
                 raise AssertionError(exit_path)
     except (AppError, openai.APIError) as error:
         out.error = error
+    out.current_spans.append(trace.get_current_span())  # nothing of ours is left attached
 
     def second_close() -> None:
         opened.stream.close()
@@ -302,7 +337,6 @@ def drive_sync(method: Method, exit_path: str, client: Any) -> Outcome:
             opened.traced.close()
         if method.managed and opened.raw is not None:
             opened.raw.close()
-        gc.collect()
 
     out.second_close = second_close
     return out
@@ -321,6 +355,7 @@ async def drive_async(method: Method, exit_path: str, client: Any) -> Outcome:
                 break
         del opened, stack
         gc.collect()
+        out.current_spans.append(trace.get_current_span())
         out.second_close = gc.collect
         return out
     try:
@@ -332,23 +367,20 @@ async def drive_async(method: Method, exit_path: str, client: Any) -> Outcome:
                 async for item in stream:
                     out.see(item)
             elif exit_path == "final":
-                if hasattr(stream, "get_final_completion"):
-                    out.final = fingerprint(await stream.get_final_completion())
-                else:
-                    out.final = fingerprint(await stream.get_final_response())
+                out.final = fingerprint(await _afinal_of(stream))
             elif exit_path == "until_done":
                 assert await stream.until_done() is stream
-                out.final = fingerprint(stream.current_completion_snapshot if method.helper == "chat"
-                                        else await stream.get_final_response())
+                out.final = fingerprint(await _afinal_of(stream))
             elif exit_path in ("with_early", "app_error"):
-                context = _anull(stream) if method.managed else stream
+                context = nullcontext(stream) if method.managed else stream
                 async with context as entered:
                     if not method.managed:
                         out.with_returned_self = entered is stream
                     async for item in entered:
                         out.see(item)
                         if exit_path == "app_error":
-                            raise AppError("the application's own bug")
+                            out.raised = AppError("the application's own bug")
+                            raise out.raised
                         break
                     if method.managed:
                         await stack.aclose()
@@ -379,6 +411,7 @@ async def drive_async(method: Method, exit_path: str, client: Any) -> Outcome:
                 raise AssertionError(exit_path)
     except (AppError, openai.APIError) as error:
         out.error = error
+    out.current_spans.append(trace.get_current_span())
 
     async def second_close() -> None:
         await opened.stream.close()
@@ -388,23 +421,9 @@ async def drive_async(method: Method, exit_path: str, client: Any) -> Outcome:
             await opened.traced.aclose()
         if method.managed and opened.raw is not None:
             await opened.raw.close()
-        gc.collect()
 
     out.second_close = second_close
     return out
-
-
-class _anull:
-    """``async with`` that changes nothing (``contextlib.nullcontext`` is async too from 3.10, kept explicit)."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    async def __aenter__(self) -> Any:
-        return self.value
-
-    async def __aexit__(self, *exc: Any) -> None:
-        return None
 
 
 # -- fixtures -----------------------------------------------------------------------------------------
@@ -430,12 +449,35 @@ def span_ends(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return ended
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _quick_collections() -> Any:
+    """The GC exit paths call ``gc.collect()``; freezing the heap built by imports and tiktoken keeps
+    each collection to the objects the tests made, which are collected as usual."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context()  # built once: loading CA certificates costs ~40 ms per client
+
+
+# Every run gets a fresh client: the SDK binds ``with_streaming_response.create`` when first used, so a
+# client used while instrumented would keep calling the traced method after ``uninstrument()``.
 def _sync_client(sim: Any) -> Any:
-    return openai.OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0)
+    return openai.OpenAI(
+        base_url=sim.base_url, api_key="sk-test", max_retries=0,
+        http_client=openai.DefaultHttpxClient(verify=_tls()),
+    )
 
 
 def _async_client(sim: Any) -> Any:
-    return openai.AsyncOpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0)
+    return openai.AsyncOpenAI(
+        base_url=sim.base_url, api_key="sk-test", max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(verify=_tls()),
+    )
 
 
 def _llm_spans(telemetry: Any, method: Method, model: str) -> list[Any]:
@@ -467,8 +509,10 @@ def _check(
     assert traced.with_returned_self is baseline.with_returned_self
     if exit_path in ("with_early", "app_error") and not method.managed:
         assert traced.with_returned_self is True
-    if exit_path == "app_error":
-        assert isinstance(traced.error, AppError) and str(traced.error) == "the application's own bug"
+    if traced.error is not None:  # nothing of ours chained onto it
+        assert type(traced.error.__context__) is type(baseline.error.__context__)
+    if exit_path == "app_error":  # the very exception the application raised, not a copy or a wrapper
+        assert traced.raised is not None and traced.error is traced.raised
     if exit_path == "server_error":
         assert isinstance(traced.error, openai.APIError)
     if exit_path == "cancel":
@@ -496,7 +540,9 @@ def _check(
         assert expected_chunks == 1
     if exit_path == "never_iterated_gc":
         assert expected_chunks == 0
-    assert attributes[semconv.STREAM_CHUNKS] == expected_chunks
+    # An injected usage chunk is read from the server and counted, though the application never sees it.
+    hidden = 1 if method.env and END_REASONS[exit_path] == "completed" else 0
+    assert attributes[semconv.STREAM_CHUNKS] == expected_chunks + hidden
 
     if exit_path == "server_error":
         assert span.status.status_code is StatusCode.ERROR
@@ -517,16 +563,16 @@ def _check_tokens(method: Method, traced: Outcome, attributes: dict[str, Any]) -
     if method.usage_source == "estimated":
         assert input_tokens > 0 and output_tokens > 0
         return
-    if traced.items:  # the usage the application saw in the stream is the usage we recorded
-        last = traced.items[-1]["data"]
-        if method.operation == "chat" and "response" in last:
-            usage = last["response"]["usage"]
-            assert (input_tokens, output_tokens) == (usage["input_tokens"], usage["output_tokens"])
-        else:
-            usage = last["usage"]
-            assert (input_tokens, output_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
-    else:
-        assert input_tokens > 0 and output_tokens > 0
+    assert input_tokens > 0 and output_tokens > 0
+    last = traced.items[-1]["data"] if traced.items else {}
+    if method.env:  # the usage chunk we asked for was hidden from the application
+        assert all(item["data"].get("usage") is None for item in traced.items)
+    elif "response" in last:  # Responses: usage arrives on response.completed
+        usage = last["response"]["usage"]
+        assert (input_tokens, output_tokens) == (usage["input_tokens"], usage["output_tokens"])
+    elif "usage" in last:  # the application's own include_usage: the last chunk it saw
+        usage = last["usage"]
+        assert (input_tokens, output_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
 
 
 def _count_total_chunks(method: Method, client: Any) -> int:
@@ -552,7 +598,7 @@ def test_sync_stream_contract(
     method: Method, exit_path: str, simulator: Any, telemetry: Any, instrument: Any, span_ends: list[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    instrumentor = instrument()
+    instrumentor = instrument(**dict(method.env))
     app_tracer = telemetry.tracer_provider.get_tracer("app")
     errors_before = sum(internal_errors.values())
     caplog.set_level(logging.WARNING)
@@ -564,11 +610,10 @@ def test_sync_stream_contract(
         assert (len(telemetry.spans()), len(span_ends)) == settled
 
     instrumentor.uninstrument()
-    with _sync_client(simulator) as client, app_tracer.start_as_current_span("app") as baseline_span:
+    with _sync_client(simulator) as client, app_tracer.start_as_current_span("app"):
         baseline = drive_sync(method, exit_path, client)
         baseline.second_close()
         total = _count_total_chunks(method, client) if exit_path in ("final", "until_done") else None
-    baseline.current_spans = [app_span if s is baseline_span else s for s in baseline.current_spans]
 
     _check(method, exit_path, traced, baseline, app_span, telemetry, span_ends, total)
     assert sum(internal_errors.values()) == errors_before, dict(internal_errors)
@@ -581,7 +626,7 @@ async def test_async_stream_contract(
     span_ends: list[Any], caplog: pytest.LogCaptureFixture,
 ) -> None:
     sim = slow_simulator if exit_path == "cancel" else simulator
-    instrumentor = instrument()
+    instrumentor = instrument(**dict(method.env))
     app_tracer = telemetry.tracer_provider.get_tracer("app")
     errors_before = sum(internal_errors.values())
     caplog.set_level(logging.WARNING)
@@ -597,13 +642,14 @@ async def test_async_stream_contract(
 
     instrumentor.uninstrument()
     async with _async_client(sim) as client:
-        with app_tracer.start_as_current_span("app") as baseline_span:
+        with app_tracer.start_as_current_span("app"):
             baseline = await drive_async(method, exit_path, client)
             result = baseline.second_close()
             if asyncio.iscoroutine(result):
                 await result
-            total = await _acount_total_chunks(method, client) if exit_path in ("final", "until_done") else None
-    baseline.current_spans = [app_span if s is baseline_span else s for s in baseline.current_spans]
+            total = None
+            if exit_path in ("final", "until_done"):
+                total = await _acount_total_chunks(method, client)
 
     _check(method, exit_path, traced, baseline, app_span, telemetry, span_ends, total)
     assert sum(internal_errors.values()) == errors_before, dict(internal_errors)

@@ -36,12 +36,13 @@ def _open_llm_span_in_context(call: GenAICall) -> tuple[str, Any] | None:
     double every count, so we enrich theirs (or, for our own, stay out of the way).
     """
     span = trace.get_current_span()
-    if not span.is_recording():
-        return None
+    kind = getattr(span, "kind", None)
+    if kind is None or not span.is_recording():
+        return None  # no SDK span open: the common case, decided in two attribute reads
     attributes = getattr(span, "attributes", None)
     if not attributes or getattr(span, "end_time", None) is not None:
         return None
-    if getattr(span, "kind", None) is not SpanKind.CLIENT and attributes.get("openinference.span.kind") != "LLM":
+    if kind is not SpanKind.CLIENT and attributes.get("openinference.span.kind") != "LLM":
         return None
     is_llm = (
         attributes.get(semconv.OPERATION_NAME) in _LLM_OPERATIONS

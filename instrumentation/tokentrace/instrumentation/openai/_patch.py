@@ -18,6 +18,7 @@ import pydantic
 from tokentrace.core.call import GenAICall
 from tokentrace.core.invoke import run_async, run_sync
 from tokentrace.core.recorder import Recorder
+from tokentrace.core.safety import swallow
 from tokentrace.core.stream import TracedAsyncStream, TracedStream
 from tokentrace.instrumentation.openai import _requests, _responses
 from tokentrace.instrumentation.openai._provider import Endpoint, EndpointCache
@@ -168,14 +169,16 @@ def end_helper_stream_on_close(wrapped: Any, instance: Any, args: Any, kwargs: A
     try:
         return wrapped(*args, **kwargs)
     finally:
-        _end_raw_stream(instance)
+        with swallow("ending a helper stream"):  # the app's close() result or exception, never ours
+            _end_raw_stream(instance)
 
 
 async def end_async_helper_stream_on_close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     try:
         return await wrapped(*args, **kwargs)
     finally:
-        _end_raw_stream(instance)
+        with swallow("ending a helper stream"):
+            _end_raw_stream(instance)
 
 
 def _end_raw_stream(helper: Any) -> None:
