@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tokentrace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 from tokentrace.core.tiktoken_offline import DEFAULT_CACHE, install_offline_encodings
 
 # Token estimates need tiktoken's encodings; tests install them offline before tiktoken loads any.
@@ -45,6 +45,7 @@ class Telemetry:
 
     def metrics(self) -> dict[str, list[Any]]:
         """Metric name -> data points, across scopes."""
+        assert tokentrace.flush(), "metrics still queued after 5 s"
         data = self.reader.get_metrics_data()
         points: dict[str, list[Any]] = {}
         if data is None:

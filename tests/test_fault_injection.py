@@ -20,6 +20,7 @@ from typing import Any
 
 import openai
 import pytest
+import tokentrace
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.trace import StatusCode
 from tokentrace.core import pricing, recorder, semconv, tokens
@@ -239,6 +240,7 @@ def _chunks(fault: Fault, expected: Any) -> int:
 
 
 def _delta(before: Counter[str]) -> Counter[str]:
+    assert tokentrace.flush(), "metrics are recorded off the app's thread; wait for them"
     return Counter({k: v - before.get(k, 0) for k, v in internal_errors.items() if v != before.get(k, 0)})
 
 

@@ -11,7 +11,7 @@ from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
 
-from tokentrace.instrumentation import instrument, uninstrument  # noqa: E402
-from tokentrace.version import __version__  # noqa: E402
+from tokentrace.instrumentation import flush, instrument, uninstrument
+from tokentrace.version import __version__
 
-__all__ = ["__version__", "instrument", "uninstrument"]
+__all__ = ["__version__", "flush", "instrument", "uninstrument"]

@@ -17,6 +17,7 @@ from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from tokentrace.core import semconv
+from tokentrace.core.background import background
 from tokentrace.core.call import GenAICall
 from tokentrace.core.pricing import CURRENCY, Cost, PriceBook
 from tokentrace.core.safety import report, swallow
@@ -116,7 +117,11 @@ class Recorder:
     # -- end ----------------------------------------------------------------------------------
 
     def finish(self, call: GenAICall, error: BaseException | None = None, end_reason: str | None = None) -> None:
-        """End the call once; later calls (other exit paths of a stream) are no-ops."""
+        """End the call once; later calls (other exit paths of a stream) are no-ops.
+
+        Each step is its own ``try``: a failure in one (say, pricing) still lets the others run and
+        the span end. Plain ``try`` blocks rather than a context manager keep this path cheap.
+        """
         if call.span is None or not call.claim_end():
             return
         ended_at = time.perf_counter()
@@ -125,15 +130,23 @@ class Recorder:
             if error is not None and call.error_type is None:
                 call.error_type = error_type_of(error)
             if call.before_end is not None:
-                with swallow("finishing stream accumulation"):
+                try:
                     call.before_end()
-            with swallow("estimating tokens"):
+                except Exception:
+                    report("finishing stream accumulation")
+            try:
                 self._fill_usage(call)
+            except Exception:
+                report("estimating tokens")
             cost = None
-            with swallow("pricing"):
+            try:
                 cost = self._price(call)
-            with swallow("setting response attributes"):
+            except Exception:
+                report("pricing")
+            try:
                 self._set_attributes(call, span, cost, end_reason, ended_at)
+            except Exception:
+                report("setting response attributes")
             if self.settings.capture_content.enabled:
                 with swallow("capturing content"):
                     self._capture_content(call, span)
@@ -141,8 +154,13 @@ class Recorder:
                 with swallow("recording the error"):
                     span.set_status(Status(StatusCode.ERROR, str(error)[:512] or call.error_type))
                     span.set_attribute(semconv.ERROR_TYPE, call.error_type or "_OTHER")
-            with swallow("recording metrics"):
-                self._record_metrics(call, cost, ended_at)
+            try:
+                if self.settings.metrics_in_background:
+                    background.submit(self._record_metrics, call, cost, ended_at)
+                else:
+                    self._record_metrics(call, cost, ended_at)
+            except Exception:
+                report("recording metrics")
         finally:
             if call.owns_span:
                 self._end_span(span)

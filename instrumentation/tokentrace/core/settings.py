@@ -19,6 +19,7 @@ INCLUDE_STREAM_USAGE_ENV = "TOKENTRACE_STREAM_INCLUDE_USAGE"
 ESTIMATE_TOKENS_ENV = "TOKENTRACE_ESTIMATE_TOKENS"
 PRICES_FILE_ENV = "TOKENTRACE_PRICES_FILE"
 CONTENT_MAX_LENGTH_ENV = "TOKENTRACE_CONTENT_MAX_LENGTH"
+METRICS_IN_BACKGROUND_ENV = "TOKENTRACE_METRICS_IN_BACKGROUND"
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -75,6 +76,7 @@ class Settings:
     estimate_tokens: bool = True
     prices_file: str | None = None
     content_max_length: int | None = None
+    metrics_in_background: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -89,4 +91,5 @@ class Settings:
             estimate_tokens=_flag(env, ESTIMATE_TOKENS_ENV, True),
             prices_file=env.get(PRICES_FILE_ENV) or None,
             content_max_length=int(max_length) if max_length.isdigit() else None,
+            metrics_in_background=_flag(env, METRICS_IN_BACKGROUND_ENV, True),
         )

@@ -42,20 +42,25 @@ class _StreamState:
         self.hide = hide
 
     def on_chunk(self, chunk: Any) -> bool:
-        """Record a chunk; return True when the application should not see it."""
+        """Record a chunk; return True when the application should not see it.
+
+        A hidden chunk (one we asked for, such as the injected usage chunk) is read but not counted:
+        ``tokentrace.stream.chunks`` and the per-chunk timings describe what the application received.
+        """
+        hidden = False
+        if self.hide is not None:
+            try:
+                hidden = bool(self.hide(chunk))
+            except Exception:
+                report("filtering a stream chunk")
         call = self.call
         try:
-            call.mark_chunk()
+            if not hidden:
+                call.mark_chunk()
             self.observe(call, chunk)
         except Exception:
             report("reading a stream chunk")
-        if self.hide is None:
-            return False
-        try:
-            return bool(self.hide(chunk))
-        except Exception:
-            report("filtering a stream chunk")
-            return False
+        return hidden
 
     def end(self, error: BaseException | None, reason: str) -> None:
         if self.call.ended:

@@ -44,7 +44,7 @@ def instrument(**kwargs: Any) -> list[str]:
             if instrumentor.is_instrumented_by_opentelemetry:
                 done.append(entry_point.name)
                 continue
-            conflict = instrumentor._check_dependency_conflicts()  # noqa: SLF001 - the launcher's own check
+            conflict = instrumentor._check_dependency_conflicts()
             if conflict:
                 logger.debug("tokentrace: skipping %s: %s", entry_point.name, conflict)
                 continue
@@ -53,6 +53,14 @@ def instrument(**kwargs: Any) -> list[str]:
         except Exception:
             logger.warning("tokentrace: could not instrument %s", entry_point.name, exc_info=True)
     return done
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until metrics of calls that already ended are recorded (they are recorded off the
+    application's thread); True when done within ``timeout`` seconds."""
+    from tokentrace.core.background import background
+
+    return background.flush(timeout)
 
 
 def uninstrument() -> None:

@@ -6,7 +6,6 @@ Only called when content capture is on or a token estimate is needed, never on t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 
@@ -16,7 +15,7 @@ def snapshot(value: Any) -> Any:
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
+    if isinstance(obj, dict):
         return obj.get(key, default)
     return getattr(obj, key, default)
 

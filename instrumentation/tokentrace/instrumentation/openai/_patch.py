@@ -22,7 +22,11 @@ from tokentrace.core.safety import swallow
 from tokentrace.core.stream import TracedAsyncStream, TracedStream
 from tokentrace.instrumentation.openai import _requests, _responses
 from tokentrace.instrumentation.openai._provider import Endpoint, EndpointCache
-from tokentrace.instrumentation.openai._raw import TracedAsyncRawResponse, TracedRawResponse, raw_response_kind
+from tokentrace.instrumentation.openai._raw import (
+    TracedAsyncRawResponse,
+    TracedRawResponse,
+    raw_response_kind,
+)
 
 logger = logging.getLogger("tokentrace")
 

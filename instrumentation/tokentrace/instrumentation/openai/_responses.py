@@ -6,7 +6,7 @@ anything heavier (token estimates, output messages) happens once at the end of t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from tokentrace.core import semconv
@@ -16,7 +16,7 @@ from tokentrace.instrumentation.openai import _content
 
 
 def _get(obj: Any, key: str) -> Any:
-    if isinstance(obj, Mapping):
+    if isinstance(obj, dict):  # a concrete-type check: an ABC check would cost more than the read
         return obj.get(key)
     return getattr(obj, key, None)
 
@@ -106,7 +106,7 @@ def apply_completion(call: GenAICall, completion: Any, capture: bool) -> None:
     if capture:
         call.output_messages = [
             {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": reason}
-            for text, reason in zip(texts, call.finish_reasons)
+            for text, reason in zip(texts, call.finish_reasons, strict=False)
         ]
     if not call.usage.known:
         call.output_text.extend(texts)
