@@ -28,6 +28,7 @@ openai = pytest.importorskip("openai")
 
 import workload  # noqa: E402  (bench/ is on sys.path under pytest's default import mode)
 from openai.types.chat import ChatCompletion, ChatCompletionChunk  # noqa: E402
+
 from tokentrace.core.call import GenAICall  # noqa: E402
 from tokentrace.core.pricing import PriceBook  # noqa: E402
 from tokentrace.core.recorder import Recorder  # noqa: E402

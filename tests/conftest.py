@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tokentrace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import tokentrace
 from tokentrace.core.tiktoken_offline import DEFAULT_CACHE, install_offline_encodings
 
 # Token estimates need tiktoken's encodings; tests install them offline before tiktoken loads any.

@@ -20,9 +20,10 @@ from typing import Any
 
 import openai
 import pytest
-import tokentrace
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.trace import StatusCode
+
+import tokentrace
 from tokentrace.core import pricing, recorder, semconv, tokens
 from tokentrace.core.call import GenAICall
 from tokentrace.core.safety import internal_errors

@@ -19,7 +19,9 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.responses import ResponseFunctionCallArgumentsDoneEvent
 from pydantic import BaseModel
+
 from tokentrace.demo.simulator import (
     DATED_MODELS,
     DEFAULT_EMBEDDING_DIMENSIONS,
@@ -34,6 +36,11 @@ from tokentrace.demo.simulator import (
     reply_text,
 )
 
+OPENAI_MAJOR = int(openai.__version__.split(".")[0])
+# The live API's ``response.function_call_arguments.done`` has no ``name`` (openai-python#3472; openai 3.9
+# dropped the field), but openai 2.x declares it required: that SDK parses the real event only leniently.
+_DONE_EVENT_NAME = ResponseFunctionCallArgumentsDoneEvent.model_fields.get("name")
+DONE_EVENT_NEEDS_NAME = _DONE_EVENT_NAME is not None and _DONE_EVENT_NAME.is_required()
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 SEARCH_TOOL = {
     "type": "function",
@@ -96,6 +103,16 @@ def _post(url: str, payload: bytes, headers: dict[str, str] | None = None) -> tu
             return response.status, dict(response.headers), json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), json.loads(err.read())
+
+
+def _sse_payloads(url: str, payload: bytes) -> list[Any]:
+    """The JSON ``data:`` payloads of a streamed answer, exactly as sent on the wire."""
+    request = urllib.request.Request(
+        url, data=payload, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
 
 
 # ---- chat completions ----------------------------------------------------------------------------------
@@ -400,7 +417,7 @@ def test_responses_stream_helper(client: openai.OpenAI) -> None:
     assert final.usage is not None and final.usage.total_tokens > 0
 
 
-def test_responses_function_call_round_trip(client: openai.OpenAI) -> None:
+def test_responses_function_call_round_trip(sim: Simulator, client: openai.OpenAI, lenient: openai.OpenAI) -> None:
     tools: list[Any] = [
         {
             "type": "function",
@@ -415,10 +432,15 @@ def test_responses_function_call_round_trip(client: openai.OpenAI) -> None:
     assert json.loads(call.arguments) == {"query": "look it up"}
     assert first.tools[0].type == "function"
 
-    with client.responses.stream(model="gpt-4.1", input="look it up", tools=tools) as stream:
+    streaming = lenient if DONE_EVENT_NEEDS_NAME else client
+    with streaming.responses.stream(model="gpt-4.1", input="look it up", tools=tools) as stream:
         argument_deltas = [e.delta for e in stream if e.type == "response.function_call_arguments.delta"]
         streamed = stream.get_final_response()
     assert "".join(argument_deltas) == streamed.output[0].arguments  # type: ignore[union-attr]
+    assert streamed.output[0].name == "search"  # type: ignore[union-attr]
+    payload = json.dumps({"model": "gpt-4.1", "input": "look it up", "tools": tools, "stream": True}).encode()
+    done = [e for e in _sse_payloads(f"{sim.base_url}/responses", payload) if e["type"].endswith("arguments.done")]
+    assert len(done) == 1 and set(done[0]) == {"type", "sequence_number", "item_id", "output_index", "arguments"}
 
     follow_up = client.responses.create(
         model="gpt-4.1",
@@ -559,7 +581,16 @@ def test_error_faults_by_model_and_header(
     assert by_model.value.type == error_type
     if status == 429:
         assert by_model.value.response.headers["retry-after"] == "0"
-        assert by_model.value.message.endswith("Rate limit reached")
+        assert by_model.value.body == {
+            "message": "Rate limit reached",
+            "type": "requests",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+        if OPENAI_MAJOR >= 3:  # openai 3 puts only the error's message in the exception text
+            assert by_model.value.message.endswith("Rate limit reached")
+        else:  # openai 1.x/2.x: "Error code: 429 - " and the whole parsed body
+            assert by_model.value.message == f"Error code: 429 - {{'error': {by_model.value.body!r}}}"
 
 
 def test_fault_once_is_retried_by_the_sdk(sim: Simulator) -> None:

@@ -25,6 +25,7 @@ import openai
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
+
 from tokentrace.core import semconv
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import internal_errors
@@ -218,13 +219,22 @@ def _applies(method: Method, exit_path: str) -> bool:
     if exit_path in ("final", "until_done"):
         return method.helper is not None
     if exit_path == "aclose":
-        return method.helper is None  # helper streams have no aclose(); AsyncStream does
+        return method.helper is None  # helper streams have no aclose(); AsyncStream does (openai>=3)
     return True
+
+
+# AsyncStream.aclose() arrived in openai 3; on 1.x/2.x an application can only close().
+_NO_ACLOSE = pytest.mark.skipif(
+    not hasattr(openai.AsyncStream, "aclose"),
+    reason=f"openai {openai.__version__}: AsyncStream has no aclose()",
+)
 
 
 def _cases(exits: list[str]) -> list[Any]:
     return [
-        pytest.param(method, exit_path, id=f"{method.id}-{exit_path}")
+        pytest.param(
+            method, exit_path, id=f"{method.id}-{exit_path}", marks=[_NO_ACLOSE] if exit_path == "aclose" else []
+        )
         for method in METHODS
         for exit_path in exits
         if _applies(method, exit_path)
@@ -242,12 +252,14 @@ class Outcome:
     raised: AppError | None = None  # what the application's own code raised
     current_spans: list[Any] = field(default_factory=list)
     is_sdk_stream: bool = False
+    has_aclose: bool | None = None
     response_status: int | None = None
     with_returned_self: bool | None = None
     second_close: Callable[[], Any] | None = None
 
     def opened(self, opened: Opened, stream_type: type) -> None:
         self.is_sdk_stream = isinstance(opened.traced, stream_type)
+        self.has_aclose = hasattr(opened.traced, "aclose")  # the proxy adds no method the SDK lacks
         self.response_status = opened.traced.response.status_code
         self.current_spans.append(trace.get_current_span())
 
@@ -505,6 +517,7 @@ def _check(
     assert type(traced.error) is type(baseline.error)
     assert str(traced.error) == str(baseline.error)
     assert traced.is_sdk_stream and baseline.is_sdk_stream
+    assert traced.has_aclose is baseline.has_aclose
     assert traced.response_status == baseline.response_status == 200
     assert traced.with_returned_self is baseline.with_returned_self
     if exit_path in ("with_early", "app_error") and not method.managed:

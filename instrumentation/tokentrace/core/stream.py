@@ -179,11 +179,20 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
         finally:
             self._self_state.end(None, END_CLOSED)
 
-    async def aclose(self) -> Any:
-        try:
-            return await self.__wrapped__.aclose()
-        finally:
-            self._self_state.end(None, END_CLOSED)
+    @property
+    def aclose(self) -> Callable[[], Any]:
+        """``aclose()`` exists only where the SDK's stream has it (openai>=3): on older SDKs the lookup
+        raises the SDK's own AttributeError, so ``hasattr(stream, "aclose")`` is the same traced or not."""
+        wrapped_aclose = self.__wrapped__.aclose
+        state = self._self_state
+
+        async def aclose() -> Any:
+            try:
+                return await wrapped_aclose()
+            finally:
+                state.end(None, END_CLOSED)
+
+        return aclose
 
     def tokentrace_end(self, reason: str = END_CLOSED) -> None:
         """Let a helper stream that closes the HTTP response directly end the call."""

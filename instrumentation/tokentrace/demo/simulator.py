@@ -1446,7 +1446,7 @@ def _responses_stream(initial: JSONDict, final: JSONDict, item: JSONDict) -> _St
         prelude = len(events)
         for fragment in _pieces(item["arguments"]):
             emit("response.function_call_arguments.delta", item_id=item_id, output_index=0, delta=fragment)
-        emit(
+        emit(  # no ``name``: the live API does not send it (openai 2.x's model wrongly requires it)
             "response.function_call_arguments.done",
             item_id=item_id,
             output_index=0,
