@@ -17,6 +17,7 @@ from typing import Any
 import openai
 import pydantic
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -103,6 +104,14 @@ def usage_attributes(span: Any) -> dict[str, Any]:
     return {k: v for k, v in attrs(span).items() if k.startswith("gen_ai.usage.") and "cost" not in k}
 
 
+def with_cache_writes(expected: dict[str, Any], details: Any) -> dict[str, Any]:
+    """Cache-write tokens appear when (and only when) the server reported them."""
+    written = getattr(details, "cache_write_tokens", None)
+    if written is not None:
+        expected[semconv.RELEASED.usage_cache_creation_input_tokens] = written
+    return expected
+
+
 def assert_chat_usage_matches(span: Any, usage: Any) -> None:
     """The span's usage is exactly what the server reported in a Chat Completions ``usage``."""
     expected = {
@@ -111,7 +120,7 @@ def assert_chat_usage_matches(span: Any, usage: Any) -> None:
         semconv.USAGE_CACHE_READ_INPUT_TOKENS: usage.prompt_tokens_details.cached_tokens,
         semconv.USAGE_REASONING_OUTPUT_TOKENS: usage.completion_tokens_details.reasoning_tokens,
     }
-    assert usage_attributes(span) == expected
+    assert usage_attributes(span) == with_cache_writes(expected, usage.prompt_tokens_details)
     assert attrs(span)[semconv.USAGE_SOURCE] == semconv.USAGE_SOURCE_REPORTED
 
 
@@ -132,6 +141,7 @@ async def test_chat_plain_span(api: Api, instrumented: Any, telemetry: Any, simu
         frequency_penalty=0.25,
         presence_penalty=0.5,
         service_tier="default",
+        n=1,
     )
     span = telemetry.span()
     a = attrs(span)
@@ -150,7 +160,7 @@ async def test_chat_plain_span(api: Api, instrumented: Any, telemetry: Any, simu
     assert list(a[semconv.REQUEST_STOP_SEQUENCES]) == ["END", "STOP"]
     assert a[semconv.REQUEST_FREQUENCY_PENALTY] == pytest.approx(0.25)
     assert a[semconv.REQUEST_PRESENCE_PENALTY] == pytest.approx(0.5)
-    assert semconv.REQUEST_CHOICE_COUNT not in a  # n=1 (the default) is not recorded
+    assert semconv.REQUEST_CHOICE_COUNT not in a  # n=1, the default, is not recorded
     assert semconv.OUTPUT_TYPE not in a
     assert a[semconv.RESPONSE_ID] == result.id
     assert a[semconv.RESPONSE_MODEL] == result.model == sim_rules.DATED_MODELS[MODEL]
@@ -217,7 +227,10 @@ async def test_several_choices(api: Api, instrumented: Any, telemetry: Any) -> N
 
 async def test_tool_calls(api: Api, instrumented: Any, telemetry: Any) -> None:
     result = await api(
-        "chat.completions.create", model=MODEL, messages=user(unique("weather in Paris")), tools=[WEATHER_TOOL]
+        "chat.completions.create",
+        model=MODEL,
+        messages=user(unique("weather in Paris")),
+        tools=[WEATHER_TOOL],
     )
     choice = result.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -235,7 +248,10 @@ class CityWeather(pydantic.BaseModel):
 
 async def test_parse_with_pydantic_model(api: Api, instrumented: Any, telemetry: Any) -> None:
     result = await api(
-        "chat.completions.parse", model=MODEL, messages=user(unique("weather as JSON")), response_format=CityWeather
+        "chat.completions.parse",
+        model=MODEL,
+        messages=user(unique("weather as JSON")),
+        response_format=CityWeather,
     )
     assert isinstance(result.choices[0].message.parsed, CityWeather)
     span = telemetry.span()
@@ -255,7 +271,7 @@ async def test_responses_create(api: Api, instrumented: Any, telemetry: Any) -> 
     second = await api("responses.create", model="o3-mini", input=prompt, max_output_tokens=200, temperature=0.3)
     spans = telemetry.spans()
     assert [s.name for s in spans] == ["chat o3-mini", "chat o3-mini"]
-    for span, result in zip(spans, (first, second)):
+    for span, result in zip(spans, (first, second), strict=True):
         a = attrs(span)
         assert span.kind is SpanKind.CLIENT
         assert a[semconv.OPERATION_NAME] == "chat"
@@ -266,12 +282,13 @@ async def test_responses_create(api: Api, instrumented: Any, telemetry: Any) -> 
         assert a[semconv.RESPONSE_MODEL] == result.model
         assert list(a[semconv.RESPONSE_FINISH_REASONS]) == ["stop"]
         assert a[semconv.OPENAI_RESPONSE_SERVICE_TIER] == result.service_tier
-        assert usage_attributes(span) == {
+        expected = {
             semconv.USAGE_INPUT_TOKENS: result.usage.input_tokens,
             semconv.USAGE_OUTPUT_TOKENS: result.usage.output_tokens,
             semconv.USAGE_CACHE_READ_INPUT_TOKENS: result.usage.input_tokens_details.cached_tokens,
             semconv.USAGE_REASONING_OUTPUT_TOKENS: result.usage.output_tokens_details.reasoning_tokens,
         }
+        assert usage_attributes(span) == with_cache_writes(expected, result.usage.input_tokens_details)
         assert a[semconv.USAGE_SOURCE] == semconv.USAGE_SOURCE_REPORTED
     assert attrs(spans[1])[semconv.USAGE_CACHE_READ_INPUT_TOKENS] > 0
     assert attrs(spans[0])[semconv.USAGE_REASONING_OUTPUT_TOKENS] == sim_rules.REASONING_TOKENS
@@ -366,21 +383,51 @@ class StartRecorder(SpanProcessor):
         self.started.append(dict(span.attributes or {}))
 
 
-async def test_sampling_attributes_present_at_start(api: Api, instrumented: Any, telemetry: Any, simulator: Any) -> None:
+async def test_sampling_attributes_present_at_start(
+    api: Api, instrumented: Any, telemetry: Any, simulator: Any
+) -> None:
     processor = StartRecorder()
     telemetry.tracer_provider.add_span_processor(processor)
     await api("chat.completions.create", model=MODEL, messages=user(unique("start attributes")))
     await api("embeddings.create", model="text-embedding-3-small", input="start")
     assert len(processor.started) == 2
-    for started, operation, model in zip(
-        processor.started, ("chat", "embeddings"), (MODEL, "text-embedding-3-small")
-    ):
+    expected = (("chat", MODEL), ("embeddings", "text-embedding-3-small"))
+    for started, (operation, model) in zip(processor.started, expected, strict=True):
         assert started[semconv.OPERATION_NAME] == operation
         assert started[semconv.PROVIDER_NAME] == "openai"
         assert started[semconv.REQUEST_MODEL] == model
         assert started[semconv.SERVER_ADDRESS] == "127.0.0.1"
         assert started[semconv.SERVER_PORT] == simulator.port
         assert semconv.RESPONSE_ID not in started  # response attributes come at the end
+
+
+async def test_span_is_current_during_the_http_request(simulator: Any, instrumented: Any, telemetry: Any) -> None:
+    """HTTP-level instrumentation (and log correlation) inside the SDK call sees the GenAI span."""
+    seen: list[Any] = []
+
+    def on_request(request: Any) -> None:
+        seen.append(trace.get_current_span().get_span_context())
+
+    async def on_async_request(request: Any) -> None:
+        on_request(request)
+
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("app operation") as parent:
+        http = openai.DefaultHttpxClient(event_hooks={"request": [on_request]})
+        with openai.OpenAI(base_url=simulator.base_url, api_key="sk-test", max_retries=0, http_client=http) as c:
+            c.chat.completions.create(model=MODEL, messages=user(unique("current span")))
+        ahttp = openai.DefaultAsyncHttpxClient(event_hooks={"request": [on_async_request]})
+        async with openai.AsyncOpenAI(
+            base_url=simulator.base_url, api_key="sk-test", max_retries=0, http_client=ahttp
+        ) as ac:
+            await ac.embeddings.create(model="text-embedding-3-small", input="current span")
+    genai = [s for s in telemetry.spans() if s.name != "app operation"]
+    assert len(genai) == 2
+    assert [ctx.span_id for ctx in seen] == [s.context.span_id for s in genai]
+    for span in genai:
+        assert span.parent is not None
+        assert span.parent.span_id == parent.get_span_context().span_id
+    assert trace.get_current_span() is trace.INVALID_SPAN  # and nothing leaks out of the call
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -430,9 +477,9 @@ def free_port() -> int:
 
 async def test_connection_refused(instrumented: Any, telemetry: Any) -> None:
     base_url = f"http://127.0.0.1:{free_port()}/v1"
-    with openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0) as closed:
-        with pytest.raises(openai.APIConnectionError):
-            closed.chat.completions.create(model=MODEL, messages=user("nobody home"))
+    closed = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0)
+    with closed, pytest.raises(openai.APIConnectionError):
+        closed.chat.completions.create(model=MODEL, messages=user("nobody home"))
     async with openai.AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0) as aclosed:
         with pytest.raises(openai.APIConnectionError):
             await aclosed.chat.completions.create(model=MODEL, messages=user("nobody home"))
@@ -500,7 +547,10 @@ async def test_async_azure_client_provider(simulator: Any, instrumented: Any, te
     ("url", "expected"),
     [
         ("https://api.openai.com/v1", Endpoint("openai", "api.openai.com", 443)),
-        ("https://my-resource.openai.azure.com/openai", Endpoint("azure.ai.openai", "my-resource.openai.azure.com", 443)),
+        (
+            "https://my-resource.openai.azure.com/openai",
+            Endpoint("azure.ai.openai", "my-resource.openai.azure.com", 443),
+        ),
         ("https://api.groq.com/openai/v1", Endpoint("groq", "api.groq.com", 443)),
         ("https://api.together.xyz/v1", Endpoint("together", "api.together.xyz", 443)),
         ("https://api.deepseek.com", Endpoint("deepseek", "api.deepseek.com", 443)),
@@ -523,9 +573,7 @@ def test_endpoint_for_url_azure_client_and_user_hosts() -> None:
     assert endpoint_for_url("https://a.llm.internal/v1", user_hosts=hosts) == Endpoint("vllm", "a.llm.internal", 443)
 
 
-def test_provider_hosts_environment_variable(
-    simulator: Any, instrument: Any, telemetry: Any, client: Any
-) -> None:
+def test_provider_hosts_environment_variable(simulator: Any, instrument: Any, telemetry: Any, client: Any) -> None:
     instrument(TOKENTRACE_OPENAI_PROVIDER_HOSTS=f"llm.internal=vllm,127.0.0.1:{simulator.port}=vllm")
     client.chat.completions.create(model="meta-llama/Llama-3.1-8B-Instruct", messages=user(unique("vllm")))
     a = attrs(telemetry.span())
@@ -537,7 +585,12 @@ def test_provider_hosts_environment_variable(
 
 
 def content_attributes(span: Any) -> dict[str, Any]:
-    names = (semconv.INPUT_MESSAGES, semconv.OUTPUT_MESSAGES, semconv.SYSTEM_INSTRUCTIONS, semconv.TOOL_DEFINITIONS)
+    names = (
+        semconv.INPUT_MESSAGES,
+        semconv.OUTPUT_MESSAGES,
+        semconv.SYSTEM_INSTRUCTIONS,
+        semconv.TOOL_DEFINITIONS,
+    )
     return {name: json.loads(attrs(span)[name]) for name in names if name in attrs(span)}
 
 
@@ -608,10 +661,16 @@ def test_content_tool_calls_and_definitions(client: Any, instrument: Any, teleme
     inputs = content_attributes(second_span)[semconv.INPUT_MESSAGES]
     assert [m["role"] for m in inputs] == ["user", "assistant", "tool"]
     assert inputs[1]["parts"] == [
-        {"type": "tool_call", "id": tool_call.id, "name": "get_weather",
-         "arguments": json.loads(tool_call.function.arguments)}
+        {
+            "type": "tool_call",
+            "id": tool_call.id,
+            "name": "get_weather",
+            "arguments": json.loads(tool_call.function.arguments),
+        }
     ]
-    assert inputs[2]["parts"] == [{"type": "tool_call_response", "id": tool_call.id, "response": "12 degrees and sunny"}]
+    assert inputs[2]["parts"] == [
+        {"type": "tool_call_response", "id": tool_call.id, "response": "12 degrees and sunny"}
+    ]
     output = content_attributes(second_span)[semconv.OUTPUT_MESSAGES]
     assert output[0]["parts"] == [{"type": "text", "content": second.choices[0].message.content}]
 
@@ -620,21 +679,29 @@ def test_content_responses_instructions(client: Any, instrument: Any, telemetry:
     instrument(**{CAPTURE_ENV: "SPAN_ONLY"})
     prompt = unique("summarise")
     result = client.responses.create(
-        model=MODEL, input=prompt, instructions="Answer in one line.", tools=[RESPONSES_WEATHER_TOOL],
+        model=MODEL,
+        input=prompt,
+        instructions="Answer in one line.",
+        tools=[RESPONSES_WEATHER_TOOL],
         tool_choice="none",
     )
     content = content_attributes(telemetry.span())
     assert content[semconv.SYSTEM_INSTRUCTIONS] == [{"type": "text", "content": "Answer in one line."}]
     assert content[semconv.INPUT_MESSAGES] == [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
     assert content[semconv.OUTPUT_MESSAGES] == [
-        {"role": "assistant", "parts": [{"type": "text", "content": result.output_text}], "finish_reason": "stop"}
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": result.output_text}],
+            "finish_reason": "stop",
+        }
     ]
     assert content[semconv.TOOL_DEFINITIONS][0]["name"] == "get_weather"
 
 
 @pytest.fixture
 def logs(telemetry: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """``logs(mode)`` instruments with content capture ``mode`` and an SDK LoggerProvider; returns its exporter."""
+    """``logs(mode)``: instrument with content capture ``mode`` and an SDK LoggerProvider; returns
+    the provider's in-memory exporter."""
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs import export as log_export
 
@@ -718,7 +785,14 @@ async def test_streamed_tool_calls_are_rebuilt(api: Api, instrument: Any, teleme
     instrument(**{CAPTURE_ENV: "SPAN_ONLY"})
     prompt = unique("stream weather")
     chunks = await api.collect(
-        await api("chat.completions.create", model=MODEL, messages=user(prompt), tools=[WEATHER_TOOL], stream=True, n=2)
+        await api(
+            "chat.completions.create",
+            model=MODEL,
+            messages=user(prompt),
+            tools=[WEATHER_TOOL],
+            stream=True,
+            n=2,
+        )
     )
     arguments: dict[int, str] = {}
     ids: dict[int, str] = {}
@@ -736,7 +810,12 @@ async def test_streamed_tool_calls_are_rebuilt(api: Api, instrument: Any, teleme
         {
             "role": "assistant",
             "parts": [
-                {"type": "tool_call", "id": ids[i], "name": "get_weather", "arguments": json.loads(arguments[i])}
+                {
+                    "type": "tool_call",
+                    "id": ids[i],
+                    "name": "get_weather",
+                    "arguments": json.loads(arguments[i]),
+                }
             ],
             "finish_reason": "tool_calls",
         }
@@ -811,7 +890,7 @@ async def test_stream_include_usage(api: Api, instrument: Any, telemetry: Any, s
     assert a[semconv.USAGE_SOURCE] == semconv.USAGE_SOURCE_REPORTED
     assert a[semconv.USAGE_INPUT_TOKENS] == sim_rules.count_prompt_tokens(sent)
     assert a[semconv.USAGE_OUTPUT_TOKENS] == sim_rules.count_completion_tokens(sim_rules.reply_text(prompt))
-    assert a[semconv.STREAM_CHUNKS] == len(traced) + 1  # counted, though hidden
+    assert a[semconv.STREAM_CHUNKS] == len(traced)  # what the application received
 
 
 async def test_stream_include_usage_requested_by_app(api: Api, instrument: Any, telemetry: Any) -> None:
