@@ -1,0 +1,98 @@
+"""The pipeline in an OpenTelemetry Python process.
+
+:class:`PipelineSpanExporter` wraps the application's exporter: the SDK's batching processor hands
+it finished spans off the application's thread, the pipeline runs, and what it passes goes to the
+wrapped exporter. Spans the tail sampler holds back are released by a timer thread. Only public SDK
+interfaces are used (``SpanExporter``, ``ReadableSpan``, ``BatchSpanProcessor``).
+
+Zero code: ``OTEL_TRACES_EXPORTER=tokentrace`` selects this exporter through the SDK's own
+``opentelemetry_traces_exporter`` entry points, and ``TOKENTRACE_TRACES_EXPORTER`` (default
+``otlp``) names the exporter it wraps, resolved through the same entry points.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from tokentrace.processor.model import SpanData, from_readable, to_readable
+from tokentrace.processor.pipeline import Pipeline
+
+WRAPPED_EXPORTER_ENV = "TOKENTRACE_TRACES_EXPORTER"
+POLL_INTERVAL_S = 0.25
+
+
+class PipelineSpanExporter(SpanExporter):
+    """Runs the pipeline on each exported batch, then exports the result with ``exporter``."""
+
+    def __init__(self, exporter: SpanExporter, pipeline: Pipeline, poll_interval: float = POLL_INTERVAL_S) -> None:
+        self.exporter = exporter
+        self.pipeline = pipeline
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, args=(poll_interval,), daemon=True,
+                                        name="tokentrace-pipeline")
+        self._poller.start()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        batch = [from_readable(span) for span in spans]
+        with self._lock:
+            passed = self.pipeline.process(batch)
+        return self._send(passed)
+
+    def _send(self, passed: list[SpanData]) -> SpanExportResult:
+        if not passed:
+            return SpanExportResult.SUCCESS
+        return self.exporter.export([to_readable(data) for data in passed])
+
+    def _poll_loop(self, interval: float) -> None:
+        while not self._stopped.wait(interval):
+            self.poll()
+
+    def poll(self) -> SpanExportResult:
+        with self._lock:
+            released = self.pipeline.poll()
+        return self._send(released)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        self.poll()
+        return self.exporter.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            released = self.pipeline.shutdown()
+        self._send(released)
+        self.exporter.shutdown()
+
+
+def span_processor(exporter: SpanExporter, pipeline: Pipeline, **batch_options: Any) -> BatchSpanProcessor:
+    """The one call in code: ``provider.add_span_processor(span_processor(exporter, pipeline))``."""
+    return BatchSpanProcessor(PipelineSpanExporter(exporter, pipeline), **batch_options)
+
+
+def _wrapped_exporter_from_environment() -> SpanExporter:
+    from importlib.metadata import entry_points
+
+    name = os.environ.get(WRAPPED_EXPORTER_ENV, "otlp").strip() or "otlp"
+    if name == "tokentrace":
+        raise ValueError(f"{WRAPPED_EXPORTER_ENV} must name the exporter tokentrace wraps, not tokentrace itself")
+    for entry_point in entry_points(group="opentelemetry_traces_exporter"):
+        if entry_point.name == name:
+            return entry_point.load()()
+    raise ValueError(f"{WRAPPED_EXPORTER_ENV}={name!r}: no such opentelemetry_traces_exporter is installed")
+
+
+class TokentraceSpanExporter(PipelineSpanExporter):
+    """What ``OTEL_TRACES_EXPORTER=tokentrace`` instantiates: the configured pipeline in front of the
+    exporter named by ``TOKENTRACE_TRACES_EXPORTER``."""
+
+    def __init__(self) -> None:
+        from tokentrace.processor.config import build_pipeline
+
+        super().__init__(_wrapped_exporter_from_environment(), build_pipeline())
