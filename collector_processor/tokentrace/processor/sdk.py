@@ -41,9 +41,8 @@ class PipelineSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         batch = [from_readable(span) for span in spans]
-        with self._lock:
-            passed = self.pipeline.process(batch)
-        return self._send(passed)
+        with self._lock:  # held across the send too: force_flush() then means "exported", not "released"
+            return self._send(self.pipeline.process(batch))
 
     def _send(self, passed: list[SpanData]) -> SpanExportResult:
         if not passed:
@@ -56,8 +55,7 @@ class PipelineSpanExporter(SpanExporter):
 
     def poll(self) -> SpanExportResult:
         with self._lock:
-            released = self.pipeline.poll()
-        return self._send(released)
+            return self._send(self.pipeline.poll())
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         self.poll()
@@ -66,8 +64,7 @@ class PipelineSpanExporter(SpanExporter):
     def shutdown(self) -> None:
         self._stopped.set()
         with self._lock:
-            released = self.pipeline.shutdown()
-        self._send(released)
+            self._send(self.pipeline.shutdown())
         self.exporter.shutdown()
 
 

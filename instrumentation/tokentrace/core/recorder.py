@@ -301,9 +301,10 @@ class Recorder:
         self._duration.record(ended_at - call.started_at, attributes)
         if call.first_chunk_at is not None:
             self._ttfc.record(call.first_chunk_at - call.started_at, attributes)
-            record = self._per_chunk.record
-            for interval in call.chunk_intervals:
-                record(interval, attributes)
+            if self.settings.time_per_chunk_metric:  # one SDK record per chunk: the costliest metric
+                record = self._per_chunk.record
+                for interval in call.chunk_intervals:
+                    record(interval, attributes)
         usage = call.usage
         if usage.input_tokens is not None:
             self._tokens.record(usage.input_tokens, {**attributes, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT})

@@ -117,3 +117,46 @@ def names_from_environment(environ: dict[str, str] | None = None) -> VersionedNa
     value = (environ if environ is not None else os.environ).get(OPT_IN_ENV, "")
     options = {part.strip().lower() for part in value.split(",")}
     return DEVELOPMENT if LATEST_EXPERIMENTAL in options else RELEASED
+
+
+# --- tokentrace span processor: flags, tail sampling, trace roll-ups -------------------------
+# (the flagged policy reads FLAGS, FLAG_PREFIX and PII_DETECTED, defined with the stages below)
+SAMPLING_THRESHOLD = "tokentrace.sampling.threshold"  # OTEP 235 ``th`` (hex) the span was kept with
+SAMPLING_REASON = "tokentrace.sampling.reason"  # the policy that kept the trace
+TRACE_COST_AMOUNT = "tokentrace.trace.cost.amount"
+TRACE_USAGE_INPUT_TOKENS = "tokentrace.trace.usage.input_tokens"
+TRACE_USAGE_OUTPUT_TOKENS = "tokentrace.trace.usage.output_tokens"
+TRACE_LLM_CALLS = "tokentrace.trace.llm_calls"
+METRIC_SAMPLING_TRACES = "tokentrace.sampling.traces"
+METRIC_SAMPLING_OVERFLOW = "tokentrace.sampling.overflow"
+METRIC_SAMPLING_LATE_SPANS = "tokentrace.sampling.late_spans"
+SAMPLING_DECISION = "decision"  # attribute of METRIC_SAMPLING_TRACES: kept | dropped
+
+
+# --------------------------------------------------------------------------------------------------
+# Span-processor stages (collector_processor/tokentrace/processor/stages): enrich, flags, redact.
+# --------------------------------------------------------------------------------------------------
+
+# enrich
+PROMPT_FINGERPRINT = "tokentrace.prompt.fingerprint"
+PROMPT_FINGERPRINT_SOURCE = "tokentrace.prompt.fingerprint_source"  # "content" or "metadata"
+ATTRIBUTION_TENANT = "tokentrace.tenant"
+ATTRIBUTION_USER = "tokentrace.user"
+ATTRIBUTION_FEATURE = "tokentrace.feature"
+FINGERPRINT_SOURCE_CONTENT = "content"
+FINGERPRINT_SOURCE_METADATA = "metadata"
+
+# flags: ``tokentrace.flag.<name>`` = true for each raised flag, and all names in ``tokentrace.flags``
+FLAGS = "tokentrace.flags"
+FLAG_PREFIX = "tokentrace.flag."
+FLAG_EMPTY = "empty"
+FLAG_TOO_SHORT = "too_short"
+FLAG_REFUSAL = "refusal"
+FLAG_TRUNCATED = "truncated"
+FLAG_BOILERPLATE = "boilerplate"
+FLAG_TOOL_ERROR = "tool_error"
+FLAG_PII = "pii"
+
+# redact
+PII_DETECTED = "tokentrace.pii.detected"
+PII_TYPES = "tokentrace.pii.types"

@@ -20,6 +20,7 @@ ESTIMATE_TOKENS_ENV = "TOKENTRACE_ESTIMATE_TOKENS"
 PRICES_FILE_ENV = "TOKENTRACE_PRICES_FILE"
 CONTENT_MAX_LENGTH_ENV = "TOKENTRACE_CONTENT_MAX_LENGTH"
 METRICS_IN_BACKGROUND_ENV = "TOKENTRACE_METRICS_IN_BACKGROUND"
+TIME_PER_CHUNK_METRIC_ENV = "TOKENTRACE_TIME_PER_CHUNK_METRIC"
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -77,6 +78,7 @@ class Settings:
     prices_file: str | None = None
     content_max_length: int | None = None
     metrics_in_background: bool = True
+    time_per_chunk_metric: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -92,4 +94,5 @@ class Settings:
             prices_file=env.get(PRICES_FILE_ENV) or None,
             content_max_length=int(max_length) if max_length.isdigit() else None,
             metrics_in_background=_flag(env, METRICS_IN_BACKGROUND_ENV, True),
+            time_per_chunk_metric=_flag(env, TIME_PER_CHUNK_METRIC_ENV, True),
         )

@@ -1,0 +1,255 @@
+"""Tail-sampling policies, shaped like the Collector's ``tailsamplingprocessor``.
+
+A policy is a tiny evaluator with one ``evaluate(trace) -> Decision`` over every span buffered for
+one trace. :func:`combine` applies the Collector's rule: any ``DROP`` wins, else any ``SAMPLE``
+keeps, else the trace is dropped. The probabilistic policy follows OTEP 235 (W3C trace context
+level 2): the trace id's 56 random bits are compared with a rejection threshold, so every process
+with the same probability keeps the same traces without talking to the others.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol
+
+from tokentrace.core import semconv
+from tokentrace.processor.model import STATUS_ERROR, SpanData
+
+Trace = Sequence[SpanData]
+
+RANDOMNESS_BITS = 56
+MAX_THRESHOLD = 1 << RANDOMNESS_BITS  # "never sample"
+RANDOMNESS_MASK = MAX_THRESHOLD - 1
+ALWAYS_TH = "0"  # OTEP 235 threshold of a span kept with certainty (adjusted count 1)
+
+# GenAI operations that wrap other calls rather than being a model call themselves.
+WRAPPER_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool", "invoke_workflow"})
+
+
+class Decision(enum.Enum):
+    SAMPLE = "sample"
+    NOT_SAMPLED = "not_sampled"
+    DROP = "drop"
+
+
+class Policy(Protocol):
+    name: str
+
+    def evaluate(self, trace: Trace) -> Decision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The combined decision for one trace, cached so late spans follow it."""
+
+    kept: bool
+    reason: str | None = None
+    threshold: str = ALWAYS_TH
+
+
+DROPPED = Verdict(False)
+
+
+# -- OTEP 235 ------------------------------------------------------------------------------------
+
+
+def threshold_for(probability: float) -> int:
+    """The rejection threshold for a sampling probability: ``round((1 - p) * 2**56)``."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"sampling probability must be within [0, 1], got {probability!r}")
+    # Exact arithmetic on the float's value: a double has 53 bits, the threshold 56.
+    return min(MAX_THRESHOLD, max(0, round((1 - Fraction(probability)) * MAX_THRESHOLD)))
+
+
+def encode_threshold(threshold: int) -> str:
+    """OTEP 235 ``th``: 14 hex digits with trailing zeros removed ("0" for always)."""
+    if threshold <= 0:
+        return ALWAYS_TH
+    if threshold >= MAX_THRESHOLD:
+        raise ValueError("a threshold of 2**56 means never sample and has no th encoding")
+    return f"{threshold:014x}".rstrip("0")
+
+
+def randomness_of(trace_id: int) -> int:
+    """The trace id's randomness: its least significant 56 bits (W3C trace context level 2)."""
+    return trace_id & RANDOMNESS_MASK
+
+
+# -- policies ------------------------------------------------------------------------------------
+
+
+class ErrorPolicy:
+    """Keep traces with any span whose status is ERROR or that carries ``error.type``."""
+
+    name = "error"
+
+    def evaluate(self, trace: Trace) -> Decision:
+        for span in trace:
+            if span.status_code == STATUS_ERROR or span.attributes.get(semconv.ERROR_TYPE):
+                return Decision.SAMPLE
+        return Decision.NOT_SAMPLED
+
+
+class LatencyPolicy:
+    """Keep traces where any span, or the trace as a whole, took longer than ``threshold_s``."""
+
+    name = "latency"
+
+    def __init__(self, threshold_s: float) -> None:
+        self.threshold_ns = int(threshold_s * 1e9)
+
+    def evaluate(self, trace: Trace) -> Decision:
+        if not trace:
+            return Decision.NOT_SAMPLED
+        # The trace's extent is at least any one span's duration, so one comparison covers both.
+        start = min(span.start_ns for span in trace)
+        end = max(span.end_ns for span in trace)
+        return Decision.SAMPLE if end - start > self.threshold_ns else Decision.NOT_SAMPLED
+
+
+def trace_cost(trace: Trace) -> float | None:
+    """Sum of ``gen_ai.usage.cost.amount`` over the trace; None when no span has a cost."""
+    total = None
+    for span in trace:
+        value = span.attributes.get(semconv.USAGE_COST_AMOUNT)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            total = (total or 0.0) + value
+    return total
+
+
+class CostPolicy:
+    """Keep traces whose summed cost reaches ``threshold_usd``."""
+
+    name = "cost"
+
+    def __init__(self, threshold_usd: float) -> None:
+        self.threshold_usd = threshold_usd
+
+    def evaluate(self, trace: Trace) -> Decision:
+        total = trace_cost(trace)
+        return Decision.SAMPLE if total is not None and total >= self.threshold_usd else Decision.NOT_SAMPLED
+
+
+def is_flagged(span: SpanData) -> bool:
+    attributes = span.attributes
+    if attributes.get(semconv.FLAGS) or attributes.get(semconv.PII_DETECTED) is True:
+        return True
+    return any(value is True and key.startswith(semconv.FLAG_PREFIX) for key, value in attributes.items())
+
+
+class FlaggedPolicy:
+    """Keep traces with a flagged span: ``tokentrace.flags``, a true ``tokentrace.flag.*``, or PII."""
+
+    name = "flagged"
+
+    def evaluate(self, trace: Trace) -> Decision:
+        return Decision.SAMPLE if any(is_flagged(span) for span in trace) else Decision.NOT_SAMPLED
+
+
+class _TokenBucket:
+    __slots__ = ("capacity", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)  # one second of burst
+        self.tokens = self.capacity
+        self.updated = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class RateLimitPolicy:
+    """At most N sampled traces per second per ``gen_ai.request.model`` (a token bucket each).
+
+    ``limits`` maps model names to traces per second; ``"*"`` applies to models not listed. A trace
+    over its model's limit, or with no limited model, is not sampled by this policy.
+    """
+
+    name = "rate_limit"
+
+    def __init__(self, limits: Mapping[str, float], clock: Callable[[], float] = time.monotonic) -> None:
+        for model, rate in limits.items():
+            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate < 0:
+                raise ValueError(f"per_model_limits[{model!r}] must be a non-negative number, got {rate!r}")
+        self.limits = dict(limits)
+        self.clock = clock
+        self._buckets: dict[str, _TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def _models(self, trace: Trace) -> list[str]:
+        seen: list[str] = []
+        for span in trace:
+            model = span.attributes.get(semconv.REQUEST_MODEL)
+            if isinstance(model, str) and model not in seen:
+                seen.append(model)
+        return seen
+
+    def evaluate(self, trace: Trace) -> Decision:
+        models = self._models(trace)
+        if not models:
+            return Decision.NOT_SAMPLED
+        now = self.clock()
+        with self._lock:
+            for model in models:
+                key = model if model in self.limits else "*"
+                rate = self.limits.get(key)
+                if rate is None:
+                    continue
+                bucket = self._buckets.get(model)
+                if bucket is None:
+                    bucket = self._buckets[model] = _TokenBucket(rate, now)
+                if bucket.take(now):
+                    return Decision.SAMPLE
+        return Decision.NOT_SAMPLED
+
+
+class ProbabilisticPolicy:
+    """OTEP 235 consistent probability sampling on the trace id's randomness."""
+
+    name = "probabilistic"
+
+    def __init__(self, probability: float) -> None:
+        self.probability = probability
+        self.threshold = threshold_for(probability)
+        self.th = encode_threshold(self.threshold) if self.threshold < MAX_THRESHOLD else None
+
+    def sampled(self, trace_id: int) -> bool:
+        return randomness_of(trace_id) >= self.threshold
+
+    def evaluate(self, trace: Trace) -> Decision:
+        if not trace:
+            return Decision.NOT_SAMPLED
+        return Decision.SAMPLE if self.sampled(trace[0].trace_id) else Decision.NOT_SAMPLED
+
+
+def combine(policies: Sequence[Policy], trace: Trace) -> Verdict:
+    """Any DROP wins; else the first policy that samples keeps the trace (and names the reason).
+
+    A policy that raises counts as not sampled. The OTEP 235 threshold is the probabilistic one
+    when that policy is the reason, else "0": kept with certainty, adjusted count 1.
+    """
+    reason: Policy | None = None
+    for policy in policies:
+        try:
+            decision = policy.evaluate(trace)
+        except Exception:
+            continue
+        if decision is Decision.DROP:
+            return DROPPED
+        if decision is Decision.SAMPLE and reason is None:
+            reason = policy
+    if reason is None:
+        return DROPPED
+    th = reason.th if isinstance(reason, ProbabilisticPolicy) and reason.th is not None else ALWAYS_TH
+    return Verdict(True, reason.name, th)
