@@ -151,3 +151,37 @@ def test_wrapped_exporter_must_exist(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKENTRACE_TRACES_EXPORTER", "no-such-exporter")
     with pytest.raises(ValueError, match="no-such-exporter"):
         TokentraceSpanExporter()
+
+
+def test_reparented_span_reaches_the_exporter_with_its_new_parent() -> None:
+    sink = InMemorySpanExporter()
+
+    class Reparent:
+        name = "reparent"
+
+        def process(self, batch: list[SpanData]) -> list[SpanData]:
+            by_name = {span.name: span for span in batch}
+            child = by_name["child"]
+            child.parent_span_id = by_name["root"].span_id
+            child.changed = True
+            return [span for span in batch if span.name != "wrapper"]
+
+        def poll(self, now_ns: int) -> list[SpanData]:
+            return []
+
+        def shutdown(self) -> list[SpanData]:
+            return []
+
+    provider = TracerProvider()
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider.add_span_processor(BatchSpanProcessor(PipelineSpanExporter(sink, Pipeline([Reparent()]), 3600)))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("root") as root, tracer.start_as_current_span("wrapper"), \
+            tracer.start_as_current_span("child"):
+        pass
+    provider.force_flush()
+    exported = {span.name: span for span in sink.get_finished_spans()}
+    assert set(exported) == {"root", "child"}
+    assert exported["child"].parent.span_id == root.get_span_context().span_id
+    provider.shutdown()

@@ -87,12 +87,19 @@ def to_readable(data: SpanData) -> Any:
     if not data.changed and span is not None:
         return span
     from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
+    parent = span.parent
+    original_parent_id = parent.span_id if parent is not None else None
+    if data.parent_span_id != original_parent_id:  # a stage re-parented it (a collapsed wrapper span)
+        parent = None if data.parent_span_id is None else SpanContext(
+            data.trace_id, data.parent_span_id, is_remote=data.is_remote_parent,
+            trace_flags=span.context.trace_flags, trace_state=span.context.trace_state,
+        )
     return ReadableSpan(
         name=data.name,
         context=span.context,
-        parent=span.parent,
+        parent=parent,
         resource=span.resource,
         attributes=data.attributes,
         events=span.events,
