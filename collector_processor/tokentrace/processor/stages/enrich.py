@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from tokentrace.core import semconv
 from tokentrace.core.pricing import CURRENCY, Cost, PriceBook
+from tokentrace.core.settings import PRICES_FILE_ENV
 from tokentrace.core.usage import Usage
 from tokentrace.processor import pii
 from tokentrace.processor.model import SpanData
@@ -181,7 +183,9 @@ class EnrichStage(PassThroughTiming):
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.prices = PriceBook(config.prices_file) if config.cost else None
+        # Without its own setting the stage uses the instrumentation's price file, TOKENTRACE_PRICES_FILE.
+        prices_file = config.prices_file or os.environ.get(PRICES_FILE_ENV) or None
+        self.prices = PriceBook(prices_file) if config.cost else None
         self._attribution = (
             (semconv.ATTRIBUTION_TENANT, config.tenant_keys),
             (semconv.ATTRIBUTION_USER, config.user_keys),
