@@ -62,20 +62,21 @@ def last_body(simulator: Any, marker: str) -> dict[str, Any]:
 
 
 def _remove_wrappers(package: str) -> None:
-    """Undo wrapt wrappers from ``package`` left on classes of the loaded ``openai.resources`` modules."""
+    """Undo wrapt wrappers from ``package`` left on classes of the loaded ``openai`` modules."""
     import sys
 
-    from wrapt import ObjectProxy
+    import wrapt
 
+    proxy_type = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)  # wrapt 2 split the hierarchy
     for name, module in list(sys.modules.items()):
-        if not name.startswith("openai.resources") or module is None:
+        if not (name == "openai" or name.startswith("openai.")) or module is None:
             continue
         for cls in list(vars(module).values()):
             if not (isinstance(cls, type) and cls.__module__ == name):
                 continue
             for attr, value in list(vars(cls).items()):
                 wrapper = getattr(value, "_self_wrapper", None)
-                if isinstance(value, ObjectProxy) and getattr(wrapper, "__module__", "").startswith(package):
+                if isinstance(value, proxy_type) and getattr(wrapper, "__module__", "").startswith(package):
                     setattr(cls, attr, value.__wrapped__)
 
 
