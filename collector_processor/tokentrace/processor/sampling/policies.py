@@ -139,6 +139,8 @@ def is_flagged(span: SpanData) -> bool:
     attributes = span.attributes
     if attributes.get(semconv.FLAGS) or attributes.get(semconv.PII_DETECTED) is True:
         return True
+    if True not in attributes.values():  # a C-level pre-check; most spans carry no true flag at all
+        return False
     return any(value is True and key.startswith(semconv.FLAG_PREFIX) for key, value in attributes.items())
 
 

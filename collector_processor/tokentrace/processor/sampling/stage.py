@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,28 +183,35 @@ class TailSamplingStage:
             semconv.METRIC_SAMPLING_OVERFLOW, unit="{trace}",
             description="Traces decided early because the sampling buffer was full.",
         )
+        self._pending_kept = self._pending_dropped = self._pending_overflow = 0
+        self._count_lock = threading.Lock()
+        self._kept_attributes = {semconv.SAMPLING_DECISION: "kept"}
+        self._dropped_attributes = {semconv.SAMPLING_DECISION: "dropped"}
         self._late = meter.create_counter(
             semconv.METRIC_SAMPLING_LATE_SPANS, unit="{span}",
             description="Spans that arrived after their trace was decided.",
         )
 
-    # Called by the buffer, under its lock, once per trace.
+    # Called by the buffer, under its lock, once per trace: counts only, the SDK counters are fed once
+    # per batch in _emit (a counter add costs microseconds of attribute hashing).
     def _decide(self, spans: list[SpanData], cause: str) -> Verdict:
-        try:
-            roll_up(spans)
-        except Exception:
-            logger.debug("tokentrace: trace roll-up failed", exc_info=True)
         try:
             verdict = combine(self.policies, spans)
         except Exception:
             logger.debug("tokentrace: sampling decision failed", exc_info=True)
             verdict = DROPPED
-        try:
-            self._traces.add(1, {semconv.SAMPLING_DECISION: "kept" if verdict.kept else "dropped"})
+        if verdict.kept:  # roll-ups only where they will be seen
+            try:
+                roll_up(spans)
+            except Exception:
+                logger.debug("tokentrace: trace roll-up failed", exc_info=True)
+        with self._count_lock:
+            if verdict.kept:
+                self._pending_kept += 1
+            else:
+                self._pending_dropped += 1
             if cause == CAUSE_OVERFLOW:
-                self._overflow.add(1)
-        except Exception:
-            pass
+                self._pending_overflow += 1
         return verdict
 
     def _emit(self, released: list[Released[Verdict]]) -> list[SpanData]:
@@ -219,12 +227,24 @@ class TailSamplingStage:
                 span.set(semconv.SAMPLING_REASON, verdict.reason)
                 span.set(semconv.SAMPLING_THRESHOLD, verdict.threshold)
             out.extend(group.spans)
-        if late:
-            try:
-                self._late.add(late)
-            except Exception:
-                pass
+        self._flush_counts(late)
         return out
+
+    def _flush_counts(self, late: int) -> None:
+        with self._count_lock:
+            kept, dropped, overflow = self._pending_kept, self._pending_dropped, self._pending_overflow
+            self._pending_kept = self._pending_dropped = self._pending_overflow = 0
+        try:
+            if kept:
+                self._traces.add(kept, self._kept_attributes)
+            if dropped:
+                self._traces.add(dropped, self._dropped_attributes)
+            if overflow:
+                self._overflow.add(overflow)
+            if late:
+                self._late.add(late)
+        except Exception:
+            logger.debug("tokentrace: sampling self-metrics failed", exc_info=True)
 
     def process(self, batch: list[SpanData]) -> list[SpanData]:
         if not self.config.enabled:

@@ -192,6 +192,7 @@ class EnrichStage(PassThroughTiming):
             (semconv.ATTRIBUTION_FEATURE, config.feature_keys),
         ) if config.attribution else ()
         self._estimator: Any = None
+        self._fingerprints: dict[tuple[Any, Any, str], str] = {}
 
     def process(self, batch: list[SpanData]) -> list[SpanData]:
         for span in batch:
@@ -202,6 +203,21 @@ class EnrichStage(PassThroughTiming):
                     pass
         return batch
 
+    def _metadata_fingerprint(self, attributes: dict[str, Any]) -> str:
+        """:func:`metadata_fingerprint`, memoised: the same few (operation, model, instructions) recur."""
+        key = (
+            attributes.get(semconv.OPERATION_NAME),
+            attributes.get(semconv.REQUEST_MODEL) or attributes.get(semconv.RESPONSE_MODEL),
+            str(attributes.get(semconv.SYSTEM_INSTRUCTIONS) or ""),
+        )
+        cached = self._fingerprints.get(key)
+        if cached is None:
+            cached = metadata_fingerprint(attributes)
+            if len(self._fingerprints) >= 4096:
+                self._fingerprints.clear()
+            self._fingerprints[key] = cached
+        return cached
+
     def _enrich(self, span: SpanData) -> None:
         config = self.config
         attributes = span.attributes
@@ -210,12 +226,13 @@ class EnrichStage(PassThroughTiming):
         if self.prices is not None:
             self._cost(span)
         if config.fingerprint and semconv.PROMPT_FINGERPRINT not in attributes:
-            fingerprint = content_fingerprint(attributes, config.fingerprint_max_chars)
+            has_content = semconv.INPUT_MESSAGES in attributes or semconv.SYSTEM_INSTRUCTIONS in attributes
+            fingerprint = content_fingerprint(attributes, config.fingerprint_max_chars) if has_content else None
             if fingerprint is not None:
                 span.set(semconv.PROMPT_FINGERPRINT, fingerprint)
                 span.set(semconv.PROMPT_FINGERPRINT_SOURCE, semconv.FINGERPRINT_SOURCE_CONTENT)
             else:
-                span.set(semconv.PROMPT_FINGERPRINT, metadata_fingerprint(attributes))
+                span.set(semconv.PROMPT_FINGERPRINT, self._metadata_fingerprint(attributes))
                 span.set(semconv.PROMPT_FINGERPRINT_SOURCE, semconv.FINGERPRINT_SOURCE_METADATA)
         for target, keys in self._attribution:
             if target in attributes:
