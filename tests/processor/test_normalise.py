@@ -89,6 +89,9 @@ class Peer:
     """
 
     def __init__(self, instrumentor: Any, tracer_provider: Any = None) -> None:
+        conflict = instrumentor._check_dependency_conflicts()
+        if conflict:  # e.g. OpenInference needs openai>=2.8: the CI's openai 1.x run has no such peer
+            pytest.skip(f"{type(instrumentor).__module__} does not support this environment: {conflict}")
         self.package = type(instrumentor).__module__ + "."  # both peers define it in the package's __init__
         self.exporter = InMemorySpanExporter()
         if tracer_provider is None:
