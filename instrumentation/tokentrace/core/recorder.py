@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from tokentrace.core import semconv
 from tokentrace.core.background import background
 from tokentrace.core.call import GenAICall
+from tokentrace.core.instruments import create_instruments
 from tokentrace.core.pricing import CURRENCY, Cost, PriceBook
 from tokentrace.core.safety import report, swallow
 from tokentrace.core.settings import Settings
@@ -57,28 +58,12 @@ class Recorder:
         self.settings = settings or Settings.from_environment()
         self.tracer = trace.get_tracer(scope, __version__, tracer_provider, schema_url=SCHEMA_URL)
         meter = get_meter(scope, __version__, meter_provider, schema_url=SCHEMA_URL)
-        self._duration = meter.create_histogram(
-            semconv.METRIC_OPERATION_DURATION, unit="s", description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
-        )
-        self._tokens = meter.create_histogram(
-            semconv.METRIC_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=semconv.TOKEN_BUCKETS,
-        )
-        self._ttfc = meter.create_histogram(
-            semconv.METRIC_TIME_TO_FIRST_CHUNK, unit="s",
-            description="Time to receive the first chunk of a streamed response.",
-            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
-        )
-        self._per_chunk = meter.create_histogram(
-            semconv.METRIC_TIME_PER_OUTPUT_CHUNK, unit="s",
-            description="Time per output chunk, recorded for each chunk received after the first one.",
-            explicit_bucket_boundaries_advisory=semconv.TIME_PER_CHUNK_BUCKETS,
-        )
-        self._cost = meter.create_histogram(
-            semconv.METRIC_COST, unit=CURRENCY, description="Cost of GenAI operations in US dollars.",
-            explicit_bucket_boundaries_advisory=semconv.COST_BUCKETS,
-        )
+        instruments = create_instruments(meter)
+        self._duration = instruments.duration
+        self._tokens = instruments.tokens
+        self._ttfc = instruments.time_to_first_chunk
+        self._per_chunk = instruments.time_per_output_chunk
+        self._cost = instruments.cost
         self.prices = price_book if price_book is not None else PriceBook(self.settings.prices_file)
         self.estimator = estimator if estimator is not None else shared_estimator
         self._event_logger = None

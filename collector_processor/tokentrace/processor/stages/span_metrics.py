@@ -19,6 +19,7 @@ from typing import Any
 from opentelemetry.metrics import MeterProvider, get_meter
 
 from tokentrace.core import semconv
+from tokentrace.core.instruments import create_instruments
 from tokentrace.processor.model import STATUS_ERROR, SpanData
 from tokentrace.processor.stages import PassThroughTiming
 from tokentrace.version import __version__
@@ -26,7 +27,6 @@ from tokentrace.version import __version__
 logger = logging.getLogger(__name__)
 
 OWN_SCOPE_PREFIX = "tokentrace"
-CURRENCY = "USD"
 _DIMENSIONS = (
     semconv.OPERATION_NAME,
     semconv.PROVIDER_NAME,
@@ -66,18 +66,10 @@ class SpanMetricsStage(PassThroughTiming):
     def __init__(self, config: Config | None = None, meter_provider: MeterProvider | None = None) -> None:
         self.config = config or Config()
         meter = get_meter("tokentrace.processor.span_metrics", __version__, meter_provider)
-        self._duration = meter.create_histogram(
-            semconv.METRIC_OPERATION_DURATION, unit="s", description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
-        )
-        self._tokens = meter.create_histogram(
-            semconv.METRIC_TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=semconv.TOKEN_BUCKETS,
-        )
-        self._cost = meter.create_histogram(
-            semconv.METRIC_COST, unit=CURRENCY, description="Cost of GenAI operations in US dollars.",
-            explicit_bucket_boundaries_advisory=semconv.COST_BUCKETS,
-        )
+        instruments = create_instruments(meter)
+        self._duration = instruments.duration
+        self._tokens = instruments.tokens
+        self._cost = instruments.cost
 
     def process(self, batch: list[SpanData]) -> list[SpanData]:
         for span in batch:

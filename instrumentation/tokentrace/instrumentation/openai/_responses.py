@@ -28,37 +28,31 @@ def _int(value: Any) -> int | None:
 # -- usage ----------------------------------------------------------------------------------------
 
 
-def apply_chat_usage(usage: Usage, reported: Any) -> None:
-    """Chat Completions and legacy Completions: prompt_tokens already include cached tokens."""
-    usage.input_tokens = _int(_get(reported, "prompt_tokens"))
-    usage.output_tokens = _int(_get(reported, "completion_tokens"))
-    details = _get(reported, "prompt_tokens_details")
+def _apply_usage(usage: Usage, reported: Any, input_key: str, output_key: str) -> None:
+    """OpenAI's two usage shapes differ only in names; input counts already include cached tokens."""
+    usage.input_tokens = _int(_get(reported, input_key))
+    usage.output_tokens = _int(_get(reported, output_key))
+    details = _get(reported, f"{input_key}_details")
     cached = _int(_get(details, "cached_tokens"))
     if cached is not None:
         usage.cache_read_input_tokens = cached
     written = _int(_get(details, "cache_write_tokens"))
     if written is not None:
         usage.cache_creation_input_tokens = written
-    reasoning = _int(_get(_get(reported, "completion_tokens_details"), "reasoning_tokens"))
+    reasoning = _int(_get(_get(reported, f"{output_key}_details"), "reasoning_tokens"))
     if reasoning is not None:
         usage.reasoning_output_tokens = reasoning
     usage.source = semconv.USAGE_SOURCE_REPORTED
+
+
+def apply_chat_usage(usage: Usage, reported: Any) -> None:
+    """Chat Completions and legacy Completions: ``prompt_tokens`` / ``completion_tokens``."""
+    _apply_usage(usage, reported, "prompt_tokens", "completion_tokens")
 
 
 def apply_responses_usage(usage: Usage, reported: Any) -> None:
-    usage.input_tokens = _int(_get(reported, "input_tokens"))
-    usage.output_tokens = _int(_get(reported, "output_tokens"))
-    details = _get(reported, "input_tokens_details")
-    cached = _int(_get(details, "cached_tokens"))
-    if cached is not None:
-        usage.cache_read_input_tokens = cached
-    written = _int(_get(details, "cache_write_tokens"))
-    if written is not None:
-        usage.cache_creation_input_tokens = written
-    reasoning = _int(_get(_get(reported, "output_tokens_details"), "reasoning_tokens"))
-    if reasoning is not None:
-        usage.reasoning_output_tokens = reasoning
-    usage.source = semconv.USAGE_SOURCE_REPORTED
+    """Responses API: ``input_tokens`` / ``output_tokens``."""
+    _apply_usage(usage, reported, "input_tokens", "output_tokens")
 
 
 def _openai_response_fields(call: GenAICall, result: Any) -> None:
