@@ -42,3 +42,4 @@ def test_main_job_runs_and_reports_calls_tokens_and_cost() -> None:
     calls, failed, app_failed, cost = totals.groups()
     assert int(calls) == 16 and int(failed) == 1 == int(app_failed)
     assert float(cost) > 0
+    assert re.search(r"quality flags: .+; prompt templates: [1-9]", out), "the processor pipeline ran"

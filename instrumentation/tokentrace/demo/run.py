@@ -1,4 +1,4 @@
-"""``tokentrace demo``: a real workload through the real OpenAI SDK, instrumented, against the
+"""``tokentrace demo``: a real workload through the real OpenAI SDK, instrumented and processed, against the
 local simulator, ending in a per-call table and totals.
 
 Everything the table shows is read back from the exported spans, not from the SDK's responses,
@@ -18,7 +18,6 @@ from typing import Any, TextIO
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tokentrace.core import semconv
@@ -145,6 +144,16 @@ def print_report(spans: Sequence[Any], out: TextIO, app_failures: int, wall_seco
     )
     for model, cost in sorted(by_model.items(), key=lambda item: -item[1]):
         out.write(f"  {model:<30} ${cost:.6f}  {cost / total_cost:6.1%}\n")
+    flags: dict[str, int] = {}
+    templates: set[str] = set()
+    for span in spans:
+        for flag in span.attributes.get(semconv.FLAGS) or ():
+            flags[flag] = flags.get(flag, 0) + 1
+        fingerprint = span.attributes.get(semconv.PROMPT_FINGERPRINT)
+        if fingerprint:
+            templates.add(fingerprint)
+    flag_text = ", ".join(f"{name} {count}" for name, count in sorted(flags.items())) or "none"
+    out.write(f"\nquality flags: {flag_text}; prompt templates: {len(templates)}\n")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
@@ -160,9 +169,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
 
     logging.basicConfig(level=logging.ERROR)
     use_offline_encodings_if_needed()
+    from tokentrace.processor import build_pipeline, span_processor
+
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # The spans go through the processor pipeline (normalise, enrich, flags, redact, tail sampling
+    # that keeps every trace here) before they reach the exporter the report reads.
+    tracer_provider.add_span_processor(span_processor(exporter, build_pipeline({"sample": {"decision_wait_s": 0.2}})))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
@@ -173,5 +186,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             failures = run_workload(simulator.base_url, args.rounds)
     finally:
         instrumentor.uninstrument()
+        tracer_provider.shutdown()  # drains the pipeline: every held trace is decided and exported
     print_report(exporter.get_finished_spans(), out, failures, time.perf_counter() - started)
     return 0
