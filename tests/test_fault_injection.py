@@ -20,6 +20,7 @@ from typing import Any
 
 import openai
 import pytest
+from observed import fingerprint
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.trace import StatusCode
 
@@ -35,24 +36,6 @@ FAILING_MODEL = "error-429"
 PROMPT = "Nothing of ours may change what the application sees."
 MESSAGES = [{"role": "user", "content": PROMPT}]
 CAPTURE_ON_SPAN = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
-
-_VOLATILE_KEYS = frozenset(
-    {"id", "item_id", "call_id", "created", "created_at", "completed_at", "cached_tokens"}
-)
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items() if k not in _VOLATILE_KEYS}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
-
-
-def fingerprint(item: Any) -> dict[str, Any]:
-    """What the application can observe of a result or chunk, minus per-request ids and timestamps."""
-    return {"class": type(item).__name__, "data": _scrub(item.model_dump(mode="json", warnings=False))}
-
 
 class InjectedFault(RuntimeError):
     pass

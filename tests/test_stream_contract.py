@@ -23,6 +23,7 @@ from typing import Any
 
 import openai
 import pytest
+from observed import fingerprint
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
@@ -37,26 +38,6 @@ FAULT_MODEL = "midstream-error"
 PROMPT = "Walk me through the stream contract, one chunk at a time."
 MESSAGES = [{"role": "user", "content": PROMPT}]
 CHUNK_DELAY = 0.25  # the slow simulator's pause between events: cancellation lands before chunk two
-
-# Fields that differ between two identical requests (ids carry the simulator's request counter, the
-# prompt cache reports the second identical prompt as cached); everything else must match exactly.
-_VOLATILE_KEYS = frozenset(
-    {"id", "item_id", "call_id", "created", "created_at", "completed_at", "cached_tokens"}
-)
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items() if k not in _VOLATILE_KEYS}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
-
-
-def fingerprint(item: Any) -> dict[str, Any]:
-    """What the application can observe of a chunk, event or final object, minus per-request ids."""
-    return {"class": type(item).__name__, "data": _scrub(item.model_dump(mode="json", warnings=False))}
-
 
 class AppError(Exception):
     """Raised by the application's own loop body."""

@@ -67,7 +67,8 @@ def _openai_response_fields(call: GenAICall, result: Any) -> None:
 # -- complete results -----------------------------------------------------------------------------
 
 
-def apply_chat_completion(call: GenAICall, completion: Any, capture: bool) -> None:
+def _apply_choices_result(call: GenAICall, completion: Any) -> Any:
+    """What Chat Completions and legacy Completions share: ids, finish reasons, usage, OpenAI fields."""
     call.response_id = _get(completion, "id")
     call.response_model = _get(completion, "model")
     choices = _get(completion, "choices") or ()
@@ -76,6 +77,11 @@ def apply_chat_completion(call: GenAICall, completion: Any, capture: bool) -> No
     if usage is not None:
         apply_chat_usage(call.usage, usage)
     _openai_response_fields(call, completion)
+    return choices
+
+
+def apply_chat_completion(call: GenAICall, completion: Any, capture: bool) -> None:
+    choices = _apply_choices_result(call, completion)
     if capture:
         call.output_messages = [
             _content.chat_output_message(_get(choice, "message"), _get(choice, "finish_reason")) for choice in choices
@@ -88,14 +94,7 @@ def apply_chat_completion(call: GenAICall, completion: Any, capture: bool) -> No
 
 
 def apply_completion(call: GenAICall, completion: Any, capture: bool) -> None:
-    call.response_id = _get(completion, "id")
-    call.response_model = _get(completion, "model")
-    choices = _get(completion, "choices") or ()
-    call.finish_reasons = [str(_get(choice, "finish_reason") or "") for choice in choices]
-    usage = _get(completion, "usage")
-    if usage is not None:
-        apply_chat_usage(call.usage, usage)
-    _openai_response_fields(call, completion)
+    choices = _apply_choices_result(call, completion)
     texts = [_get(choice, "text") or "" for choice in choices]
     if capture:
         call.output_messages = [
