@@ -86,6 +86,28 @@ def instrument(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 @pytest.fixture
+def instrument_with(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """``instrument_with(InstrumentorClass, **env)``: any tokentrace instrumentor into ``telemetry``,
+    uninstrumented after the test (the provider tests' counterpart of ``instrument``)."""
+    done: list[Any] = []
+
+    def _instrument(instrumentor_class: type, **env: str) -> Any:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        instrumentor = instrumentor_class()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+        instrumentor.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+        done.append(instrumentor)
+        return instrumentor
+
+    yield _instrument
+    for instrumentor in done:
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+
+
+@pytest.fixture
 def instrumented(instrument: Callable[..., Any]) -> Any:
     """OpenAI instrumented with default settings."""
     return instrument()

@@ -11,6 +11,7 @@ import textwrap
 import uuid
 import zipfile
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import wrapt
 
 import tokentrace
 from tokentrace.core import semconv
-from tokentrace.instrumentation.openai import _METHODS, OpenAIInstrumentor, _resolve
+from tokentrace.core.instrumentor import resolve_class
+from tokentrace.instrumentation.openai import _METHODS, OpenAIInstrumentor
 
 MODEL = "gpt-4o-mini"
 BIN = Path(sys.executable).parent
@@ -39,7 +41,7 @@ def patched_methods() -> dict[tuple[type, str], Any]:
     """Every (class, method) tokentrace wraps on this SDK version, with what is there now."""
     found = {}
     for module, class_name, method, _, _ in _METHODS:
-        cls = _resolve(module, class_name, method)
+        cls = resolve_class(module, class_name, method)
         if cls is not None:
             found[(cls, method)] = vars(cls)[method]
     return found
@@ -249,10 +251,12 @@ def test_opentelemetry_instrument_launcher(tmp_path: Path, simulator: Any) -> No
 
 
 def test_opentelemetry_instrument_launcher_disabled(tmp_path: Path, simulator: Any) -> None:
-    # The contrib OpenAI instrumentation (entry point "openai") is switched off too, when installed,
-    # so that any GenAI span here could only be ours.
+    # Every tokentrace instrumentor is switched off, and the contrib OpenAI instrumentation (entry
+    # point "openai") too, so that any GenAI span here could only be ours.
+    ours = [ep.name for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("tokentrace_")]
+    assert "tokentrace_openai" in ours
     spans, stderr = run_instrumented_app(
-        tmp_path, simulator, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="tokentrace_openai,openai"
+        tmp_path, simulator, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=",".join([*ours, "openai"])
     )
     assert not [s for s in spans if s["name"] == "chat gpt-4o-mini"]
     assert not [s for s in spans if semconv.USAGE_COST_AMOUNT in s.get("attributes", {})]

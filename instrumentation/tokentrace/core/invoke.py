@@ -19,8 +19,9 @@ from tokentrace.core.call import GenAICall
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import report
 
-# describe(instance, kwargs) -> (call, kwargs to send) or None to pass through untraced.
-Describe = Callable[[Any, dict[str, Any]], "tuple[GenAICall, dict[str, Any]] | None"]
+# describe(instance, args, kwargs) -> (call, kwargs to send) or None to pass through untraced.
+# Positional arguments are passed to the SDK unchanged; only keyword arguments may be amended.
+Describe = Callable[[Any, tuple[Any, ...], dict[str, Any]], "tuple[GenAICall, dict[str, Any]] | None"]
 HandleResult = Callable[[GenAICall, Any], Any]
 AsyncHandleResult = Callable[[GenAICall, Any], Awaitable[Any]]
 
@@ -58,9 +59,9 @@ def _open_llm_span_in_context(call: GenAICall) -> tuple[str, Any] | None:
     return ("own" if scope.startswith(_OWN_SCOPE_PREFIX) else "foreign"), span
 
 
-def _begin(recorder: Recorder, describe: Describe, instance: Any, kwargs: dict[str, Any]):
+def _begin(recorder: Recorder, describe: Describe, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
     try:
-        described = describe(instance, kwargs)
+        described = describe(instance, args, kwargs)
         if described is None:
             return None, kwargs
         call, send_kwargs = described
@@ -101,7 +102,7 @@ def run_sync(
     kwargs: dict[str, Any],
     handle_result: HandleResult,
 ) -> Any:
-    call, send_kwargs = _begin(recorder, describe, instance, kwargs)
+    call, send_kwargs = _begin(recorder, describe, instance, args, kwargs)
     if call is None:
         return wrapped(*args, **kwargs)
     token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None
@@ -130,7 +131,7 @@ async def run_async(
     kwargs: dict[str, Any],
     handle_result: AsyncHandleResult,
 ) -> Any:
-    call, send_kwargs = _begin(recorder, describe, instance, kwargs)
+    call, send_kwargs = _begin(recorder, describe, instance, args, kwargs)
     if call is None:
         return await wrapped(*args, **kwargs)
     token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None

@@ -7,7 +7,6 @@ here once, on top of :mod:`tokentrace.core.invoke`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from tokentrace.core.invoke import run_async, run_sync
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import swallow
 from tokentrace.core.stream import TracedAsyncStream, TracedStream
+from tokentrace.core.wrapping import past_other_instrumentations
 from tokentrace.instrumentation.openai import _requests, _responses
 from tokentrace.instrumentation.openai._provider import Endpoint, EndpointCache
 from tokentrace.instrumentation.openai._raw import (
@@ -27,8 +27,6 @@ from tokentrace.instrumentation.openai._raw import (
     TracedRawResponse,
     raw_response_kind,
 )
-
-logger = logging.getLogger("tokentrace")
 
 Observer = Callable[[GenAICall, Any], None]
 
@@ -60,26 +58,6 @@ EMBEDDINGS = Operation(_requests.describe_embeddings, _responses.apply_embedding
 COMPLETIONS = Operation(
     _requests.describe_completions, _responses.apply_completion, _responses.completion_chunk_observer, True
 )
-
-_warned_about: set[str] = set()
-
-
-def _past_other_instrumentations(wrapped: Any) -> Any:
-    wrapper = getattr(wrapped, "_self_wrapper", None)
-    while wrapper is not None:
-        module = getattr(wrapper, "__module__", "") or ""
-        if not module.startswith(_OTHER_INSTRUMENTATIONS):
-            break
-        if module not in _warned_about:
-            _warned_about.add(module)
-            logger.warning(
-                "tokentrace: %s also instruments OpenAI; tokentrace records each call once and skips its wrapper",
-                module,
-            )
-        wrapped = wrapped.__wrapped__
-        wrapper = getattr(wrapped, "_self_wrapper", None)
-    return wrapped
-
 
 class _Tracer:
     """Shared state of every OpenAI wrapper of one instrumentor."""
@@ -138,27 +116,27 @@ class _Tracer:
     # -- wrappers ---------------------------------------------------------------------------------
 
     def sync_wrapper(self, operation: Operation) -> Callable[..., Any]:
-        def describe(instance: Any, kwargs: dict[str, Any]):
+        def describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
             return self.describe(operation, instance, kwargs)
 
         def handle(call: GenAICall, result: Any) -> Any:
             return self.handle(operation, call, result)
 
         def traced_openai_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            wrapped = _past_other_instrumentations(wrapped)
+            wrapped = past_other_instrumentations(wrapped, _OTHER_INSTRUMENTATIONS)
             return run_sync(self.recorder, describe, wrapped, instance, args, kwargs, handle)
 
         return traced_openai_call
 
     def async_wrapper(self, operation: Operation) -> Callable[..., Any]:
-        def describe(instance: Any, kwargs: dict[str, Any]):
+        def describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
             return self.describe(operation, instance, kwargs)
 
         async def handle(call: GenAICall, result: Any) -> Any:
             return self.handle(operation, call, result)
 
         async def traced_openai_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            wrapped = _past_other_instrumentations(wrapped)
+            wrapped = past_other_instrumentations(wrapped, _OTHER_INSTRUMENTATIONS)
             return await run_async(self.recorder, describe, wrapped, instance, args, kwargs, handle)
 
         return traced_openai_call
