@@ -26,20 +26,52 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert _readme_commands()[1] in ci.splitlines()
 
 
-def test_main_job_runs_and_reports_calls_tokens_and_cost() -> None:
+def test_main_job_runs_the_workload_into_the_store_and_reports(tmp_path: Path) -> None:
+    store = tmp_path / "demo.duckdb"
     result = subprocess.run(
-        [sys.executable, "-m", "tokentrace.cli", "demo", "--rounds", "1", "--fault-rate", "0"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "tokentrace.cli", "demo", "--rounds", "1", "--fault-rate", "0", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "chat         gpt-4o-mini-2024-07-18" in out
-    assert "error openai.RateLimitError" in out
-    assert "embeddings   text-embedding-3-small" in out
-    assert re.search(r"~\d+", out), "the stream without usage should show an estimated count"
-    totals = re.search(r"(\d+) calls, (\d+) failed \(the app saw (\d+)\).*total cost \$(\d+\.\d+)", out)
-    assert totals is not None, out
-    calls, failed, app_failed, cost = totals.groups()
-    assert int(calls) == 16 and int(failed) == 1 == int(app_failed)
-    assert float(cost) > 0
-    assert re.search(r"quality flags: .+; prompt templates: [1-9]", out), "the processor pipeline ran"
+    for heading in (
+        "Top by cost: template",
+        "Top by cost: tenant",
+        "Latency",
+        "Failures",
+        "Token efficiency",
+        "Cost over time",
+        "What if",
+    ):
+        assert heading in out
+    app_failed = int(re.search(r"the app saw (\d+) failed calls", out).group(1))
+    import duckdb
+
+    with duckdb.connect(str(store), read_only=True) as db:
+        calls, errors, cost, providers, tenants, templates = db.execute(
+            "SELECT count(*), count(error_type), sum(cost_usd), list(DISTINCT provider ORDER BY provider), "
+            "list(DISTINCT tenant ORDER BY tenant), count(DISTINCT template) FROM spans WHERE operation IS NOT NULL"
+        ).fetchone()
+        errors_by_type = dict(
+            db.execute("SELECT error_type, count(*) FROM spans WHERE error_type IS NOT NULL GROUP BY ALL").fetchall()
+        )
+        slowest, cached, estimated, streamed = db.execute(
+            "SELECT max(duration_s), sum(cache_read_tokens), count(*) FILTER (usage_source = 'estimated'), "
+            "count(time_to_first_chunk_s) FROM spans"
+        ).fetchone()
+    # one round: 15 OpenAI calls, 5 Anthropic calls, 5 async OpenAI calls; 3 of them fail on purpose
+    assert calls == 25 and errors == 3 == app_failed
+    assert errors_by_type == {
+        "openai.RateLimitError": 1,
+        "openai.InternalServerError": 1,
+        "anthropic.RateLimitError": 1,
+    }
+    assert providers == ["anthropic", "openai"] and tenants == ["acme", "globex"]  # round 1 of 3 tenants
+    assert templates >= 4 and cost > 0
+    assert slowest >= 0.6  # the deliberately slow call
+    assert cached > 0 and estimated >= 1 and streamed >= 3
+    assert f"${cost:.4f}" in out or f"${cost:.6f}" in out  # the report's total is the store's

@@ -10,6 +10,10 @@ USAGE = """usage: tokentrace <command> [options]
 commands:
   demo      run a real OpenAI SDK workload against a local simulator, instrumented, and print
             each call's model, tokens, cost and latency with the totals
+  gateway   run the standalone OTLP gateway: receive OTLP (gRPC 4317, HTTP 4318), run the processor
+            pipeline, queue durably and forward to any OTLP backend (`tokentrace gateway --help`)
+  report    cost, latency, failures, quality and what-ifs from the local store
+            (tokentrace report --help)
   version   print the version
 """
 
@@ -24,6 +28,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tokentrace.demo.run import main as demo_main
 
         return demo_main(rest)
+    if command == "report":
+        from tokentrace.report.cli import main as report_main
+
+        return report_main(rest)
+    if command == "gateway":
+        from tokentrace.gateway.server import main as gateway_main
+
+        return gateway_main(rest)
     if command == "version":
         from tokentrace.version import __version__
 

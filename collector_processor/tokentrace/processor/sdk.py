@@ -73,16 +73,59 @@ def span_processor(exporter: SpanExporter, pipeline: Pipeline, **batch_options: 
     return BatchSpanProcessor(PipelineSpanExporter(exporter, pipeline), **batch_options)
 
 
-def _wrapped_exporter_from_environment() -> SpanExporter:
+STORE_EXPORTER = "tokentrace_store"
+KEEP_LOCAL_ENV = "TOKENTRACE_STORE_KEEP_LOCAL"
+_OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def _default_exporter_name() -> str:
+    """``otlp`` when an OTLP endpoint is configured, else the embedded store."""
+    return "otlp" if any(os.environ.get(name) for name in _OTLP_ENDPOINT_ENVS) else STORE_EXPORTER
+
+
+def _exporter_by_name(name: str) -> SpanExporter:
     from importlib.metadata import entry_points
 
-    name = os.environ.get(WRAPPED_EXPORTER_ENV, "otlp").strip() or "otlp"
+    if name == "store":
+        name = STORE_EXPORTER
     if name == "tokentrace":
         raise ValueError(f"{WRAPPED_EXPORTER_ENV} must name the exporter tokentrace wraps, not tokentrace itself")
     for entry_point in entry_points(group="opentelemetry_traces_exporter"):
         if entry_point.name == name:
             return entry_point.load()()
     raise ValueError(f"{WRAPPED_EXPORTER_ENV}={name!r}: no such opentelemetry_traces_exporter is installed")
+
+
+class FanOutSpanExporter(SpanExporter):
+    """Several exporters for the same spans (a backend and the local store); fails if any fails."""
+
+    def __init__(self, exporters: Sequence[SpanExporter]) -> None:
+        self.exporters = list(exporters)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        results = [exporter.export(spans) for exporter in self.exporters]
+        ok = all(result is SpanExportResult.SUCCESS for result in results)
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return all([exporter.force_flush(timeout_millis) for exporter in self.exporters])
+
+    def shutdown(self) -> None:
+        for exporter in self.exporters:
+            exporter.shutdown()
+
+
+def _wrapped_exporter_from_environment() -> SpanExporter:
+    """The exporter(s) named by ``TOKENTRACE_TRACES_EXPORTER`` (comma-separated), by default OTLP
+    when an endpoint is configured and otherwise the embedded store; ``TOKENTRACE_STORE_KEEP_LOCAL``
+    adds the store next to a backend."""
+    names = [n.strip() for n in os.environ.get(WRAPPED_EXPORTER_ENV, "").split(",") if n.strip()]
+    names = names or [_default_exporter_name()]
+    keep_local = os.environ.get(KEEP_LOCAL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    if keep_local and STORE_EXPORTER not in names and "store" not in names:
+        names.append(STORE_EXPORTER)
+    exporters = [_exporter_by_name(name) for name in names]
+    return exporters[0] if len(exporters) == 1 else FanOutSpanExporter(exporters)
 
 
 class TokentraceSpanExporter(PipelineSpanExporter):
