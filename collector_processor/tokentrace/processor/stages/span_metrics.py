@@ -1,11 +1,22 @@
 """GenAI metrics from spans, recorded before the tail sampler so totals stay exact whatever it drops.
 
-For each GenAI span (one with ``gen_ai.operation.name``) this records the conventions' token usage
-(``gen_ai.client.token.usage`` by ``gen_ai.token.type``) and operation duration histograms, and
-tokentrace's cost histogram. Spans produced by tokentrace's own instrumentation in this process
-(instrumentation scope ``tokentrace*``) already recorded their metrics and are skipped, as is the
-cost of foreign spans tokentrace enriched, unless ``record_all`` (the gateway, which sees spans from
-other processes only).
+Two families:
+
+* The conventions' ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration``
+  histograms and tokentrace's cost histogram, with the conventions' low-cardinality attributes.
+  Spans produced by tokentrace's own instrumentation in this process (instrumentation scope
+  ``tokentrace*``) already recorded these and are skipped, as is the cost of foreign spans tokentrace
+  enriched, unless ``record_all`` (the gateway, which sees spans from other processes only).
+* ``tokentrace.llm.*``: the questions teams ask, grouped by provider, model, operation, prompt
+  template (fingerprint), tenant and error type — requests, errors, duration and time to first
+  chunk, tokens by type, cost — for every GenAI span, ours included (nothing else records them).
+  Tenants and templates can be many, so distinct attribute sets are capped (``max_series``); past
+  the cap a span is counted under ``tokentrace.overflow=true`` and ``tokentrace.llm.series_overflow``
+  counts how often, so nothing is silently lost and the backend's cardinality stays bounded.
+
+Temporality (delta or cumulative) belongs to the metric exporter: the standard
+``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` in an application; in the gateway the
+``temporality`` setting here, read through :func:`preferred_temporality`.
 """
 
 from __future__ import annotations
@@ -38,9 +49,32 @@ _DIMENSIONS = (
 )
 
 
+# Attributes of the tokentrace.llm.* metrics (span attribute -> metric attribute).
+_GROUPS = (
+    (semconv.PROVIDER_NAME, semconv.PROVIDER_NAME),
+    (semconv.RESPONSE_MODEL, "gen_ai.response.model"),
+    (semconv.OPERATION_NAME, semconv.OPERATION_NAME),
+    (semconv.PROMPT_FINGERPRINT, semconv.PROMPT_FINGERPRINT),
+    (semconv.ATTRIBUTION_TENANT, semconv.ATTRIBUTION_TENANT),
+    (semconv.ERROR_TYPE, semconv.ERROR_TYPE),
+)
+OVERFLOW = {"tokentrace.overflow": True}
+_TOKEN_KINDS = (
+    (semconv.USAGE_INPUT_TOKENS, "input"),
+    (semconv.USAGE_OUTPUT_TOKENS, "output"),
+    (semconv.USAGE_CACHE_READ_INPUT_TOKENS, "cache_read"),
+    ("gen_ai.usage.cache_creation.input_tokens", "cache_write"),
+    ("gen_ai.usage.cache_write.input_tokens", "cache_write"),
+    (semconv.USAGE_REASONING_OUTPUT_TOKENS, "reasoning"),
+)
+
+
 @dataclass(frozen=True)
 class Config:
     record_all: bool = False
+    grouped: bool = True  # the tokentrace.llm.* metrics
+    max_series: int = 2000  # distinct attribute sets of tokentrace.llm.* before the overflow bucket
+    temporality: str = "cumulative"  # for the gateway's metric exporter: cumulative | delta
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> Config:
@@ -49,9 +83,24 @@ class Config:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown span_metrics setting(s) {unknown}; known: {sorted(known)}")
-        if "record_all" in d and not isinstance(d["record_all"], bool):
-            raise ValueError(f"span_metrics.record_all must be true or false, got {d['record_all']!r}")
+        for flag in ("record_all", "grouped"):
+            if flag in d and not isinstance(d[flag], bool):
+                raise ValueError(f"span_metrics.{flag} must be true or false, got {d[flag]!r}")
+        if "max_series" in d and (not isinstance(d["max_series"], int) or d["max_series"] < 1):
+            raise ValueError(f"span_metrics.max_series must be a positive integer, got {d['max_series']!r}")
+        if d.get("temporality", "cumulative") not in ("cumulative", "delta"):
+            raise ValueError(f"span_metrics.temporality must be cumulative or delta, got {d['temporality']!r}")
         return cls(**d)
+
+
+def preferred_temporality(temporality: str) -> dict[type, Any]:
+    """The ``preferred_temporality`` argument of an SDK metric exporter/reader for a setting value."""
+    from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter, UpDownCounter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    chosen = AggregationTemporality.DELTA if temporality == "delta" else AggregationTemporality.CUMULATIVE
+    return {Counter: chosen, Histogram: chosen, ObservableCounter: chosen,
+            UpDownCounter: AggregationTemporality.CUMULATIVE}
 
 
 def _number(value: Any) -> float | int | None:
@@ -70,6 +119,22 @@ class SpanMetricsStage(PassThroughTiming):
         self._duration = instruments.duration
         self._tokens = instruments.tokens
         self._cost = instruments.cost
+        self._series: set[tuple[Any, ...]] = set()
+        self._requests = meter.create_counter(semconv.METRIC_LLM_REQUESTS, unit="{request}",
+                                              description="LLM calls, by provider, model, template, tenant.")
+        self._errors = meter.create_counter(semconv.METRIC_LLM_ERRORS, unit="{request}",
+                                            description="Failed LLM calls, by error type.")
+        self._llm_duration = meter.create_histogram(
+            semconv.METRIC_LLM_DURATION, unit="s", description="LLM call duration.",
+            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS)
+        self._llm_ttfc = meter.create_histogram(
+            semconv.METRIC_LLM_TIME_TO_FIRST_CHUNK, unit="s", description="Time to the first chunk of a stream.",
+            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS)
+        self._llm_tokens = meter.create_counter(semconv.METRIC_LLM_TOKENS, unit="{token}",
+                                                description="Tokens by type (input, output, cache_read, ...).")
+        self._llm_cost = meter.create_counter(semconv.METRIC_LLM_COST, unit="USD", description="Cost in US dollars.")
+        self._overflow = meter.create_counter(semconv.METRIC_LLM_SERIES_OVERFLOW, unit="{span}",
+                                              description="Spans counted in the overflow series (cap reached).")
 
     def process(self, batch: list[SpanData]) -> list[SpanData]:
         for span in batch:
@@ -84,6 +149,8 @@ class SpanMetricsStage(PassThroughTiming):
         operation = attributes.get(semconv.OPERATION_NAME)
         if not isinstance(operation, str):
             return
+        if self.config.grouped:
+            self._record_grouped(span, attributes)
         record_all = self.config.record_all
         if not record_all and span.scope_name.startswith(OWN_SCOPE_PREFIX):
             return  # tokentrace's recorder already recorded this call's metrics
@@ -108,6 +175,47 @@ class SpanMetricsStage(PassThroughTiming):
         cost = _number(attributes.get(semconv.USAGE_COST_AMOUNT))
         if cost is not None and (record_all or not attributes.get(semconv.ENRICHED_FOREIGN_SPAN)):
             self._cost.record(cost, dims)
+
+
+    def _group(self, span: SpanData, attributes: dict[str, Any]) -> dict[str, Any]:
+        group: dict[str, Any] = {}
+        for source, name in _GROUPS:
+            value = attributes.get(source)
+            if value is not None and value != "":
+                group[name] = value
+        if "gen_ai.response.model" not in group:
+            model = attributes.get(semconv.REQUEST_MODEL)
+            if model:
+                group["gen_ai.response.model"] = model
+        if semconv.PROVIDER_NAME not in group and isinstance(attributes.get(semconv.SYSTEM), str):
+            group[semconv.PROVIDER_NAME] = attributes[semconv.SYSTEM]
+        if semconv.ERROR_TYPE not in group and span.status_code == STATUS_ERROR:
+            group[semconv.ERROR_TYPE] = "_OTHER"
+        key = tuple(sorted(group.items()))
+        if key not in self._series:
+            if len(self._series) >= self.config.max_series:
+                self._overflow.add(1)
+                return dict(OVERFLOW)
+            self._series.add(key)
+        return group
+
+    def _record_grouped(self, span: SpanData, attributes: dict[str, Any]) -> None:
+        group = self._group(span, attributes)
+        self._requests.add(1, group)
+        if semconv.ERROR_TYPE in group or span.status_code == STATUS_ERROR:
+            self._errors.add(1, group)
+        if span.end_ns >= span.start_ns > 0:
+            self._llm_duration.record(span.duration_s, group)
+        ttfc = _number(attributes.get(semconv.RESPONSE_TIME_TO_FIRST_CHUNK))
+        if ttfc is not None:
+            self._llm_ttfc.record(ttfc, group)
+        for key, kind in _TOKEN_KINDS:
+            tokens = _number(attributes.get(key))
+            if tokens:
+                self._llm_tokens.add(tokens, {**group, semconv.TOKEN_TYPE: kind})
+        cost = _number(attributes.get(semconv.USAGE_COST_AMOUNT))
+        if cost:
+            self._llm_cost.add(cost, group)
 
 
 def build(config: Config | Mapping[str, Any] | None = None, meter_provider: MeterProvider | None = None
