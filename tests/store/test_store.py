@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tokentrace.store.schema import COLUMN_NAMES, SCHEMA_VERSION
+from tokentrace.store.schema import COLUMN_NAMES, COLUMNS, SCHEMA_VERSION
 from tokentrace.store.writer import StoreWriter, connect
 
 from .spans import BASE_NS, llm_span
@@ -171,3 +171,10 @@ def test_background_flush_and_close(tmp_path: Path) -> None:
     writer.write([llm_span()])
     writer.close()
     assert _count(path) == 2
+
+
+def test_documented_schema_matches_the_code() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "store.md").read_text(encoding="utf-8")
+    for name, kind, _ in COLUMNS:
+        assert f"| `{name}` | `{kind}` |" in doc, name
+    assert f"## Schema (version {SCHEMA_VERSION})" in doc

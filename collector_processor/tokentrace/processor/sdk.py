@@ -83,6 +83,15 @@ def _default_exporter_name() -> str:
     return "otlp" if any(os.environ.get(name) for name in _OTLP_ENDPOINT_ENVS) else STORE_EXPORTER
 
 
+def _otlp_candidates() -> list[str]:
+    """``otlp`` is registered by the ``opentelemetry-exporter-otlp`` meta package only; otherwise the
+    protocol (``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``, gRPC by default as the spec says) picks one."""
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    by_protocol = ["otlp_proto_http", "otlp_proto_grpc"] if (protocol or "").startswith("http") else [
+        "otlp_proto_grpc", "otlp_proto_http"]
+    return ["otlp", *by_protocol]
+
+
 def _exporter_by_name(name: str) -> SpanExporter:
     from importlib.metadata import entry_points
 
@@ -90,9 +99,10 @@ def _exporter_by_name(name: str) -> SpanExporter:
         name = STORE_EXPORTER
     if name == "tokentrace":
         raise ValueError(f"{WRAPPED_EXPORTER_ENV} must name the exporter tokentrace wraps, not tokentrace itself")
-    for entry_point in entry_points(group="opentelemetry_traces_exporter"):
-        if entry_point.name == name:
-            return entry_point.load()()
+    installed = {entry_point.name: entry_point for entry_point in entry_points(group="opentelemetry_traces_exporter")}
+    for candidate in _otlp_candidates() if name == "otlp" else [name]:
+        if candidate in installed:
+            return installed[candidate].load()()
     raise ValueError(f"{WRAPPED_EXPORTER_ENV}={name!r}: no such opentelemetry_traces_exporter is installed")
 
 

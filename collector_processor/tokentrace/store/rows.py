@@ -6,8 +6,9 @@ instrumentation has already been renamed to them by the pipeline's normalise sta
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from tokentrace.core import semconv
 from tokentrace.processor.model import SpanData
@@ -36,11 +37,12 @@ def _str(value: Any) -> str | None:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return list(value)
     if isinstance(value, bytes):
         return value.hex()
     return str(value)
+
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def to_row(span: SpanData) -> tuple[Any, ...]:
@@ -82,5 +84,5 @@ def to_row(span: SpanData) -> tuple[Any, ...]:
         _str(a.get(semconv.ATTRIBUTION_USER)),
         [str(flag) for flag in flags] if isinstance(flags, (list, tuple)) else [],
         _str(a.get(semconv.SAMPLING_REASON)),
-        json.dumps(a, default=_json_default, separators=(",", ":")),
+        orjson.dumps(a, default=_json_default, option=_JSON_OPTIONS).decode(),
     )
