@@ -1,0 +1,1 @@
+"""Core pieces with no SDK in the loop."""
