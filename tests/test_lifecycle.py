@@ -53,6 +53,29 @@ _PROXY_TYPES = tuple(
 )
 
 
+_LIBRARY_OF = {"tokentrace_openai": "openai", "tokentrace_anthropic": "anthropic",
+               "tokentrace_google_genai": "google.genai", "tokentrace_bedrock": "botocore",
+               "tokentrace_mistralai": "mistralai", "tokentrace_cohere": "cohere", "tokentrace_ollama": "ollama",
+               "tokentrace_groq": "groq", "tokentrace_litellm": "litellm"}
+
+
+def installed_instrumentors() -> list[str]:
+    """The entry points tokentrace.instrument() should report: those whose library is importable here."""
+    import importlib.util
+
+    group = entry_points(group="opentelemetry_instrumentor")
+    names = sorted(ep.name for ep in group if ep.name.startswith("tokentrace_"))
+    assert set(names) == set(_LIBRARY_OF), "a new instrumentor needs its library named here"
+
+    def importable(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    return [name for name in names if importable(_LIBRARY_OF[name])]
+
+
 def is_proxy(value: Any) -> bool:
     return isinstance(value, _PROXY_TYPES)
 
@@ -61,7 +84,7 @@ def test_instrumenting_twice_gives_one_span(client: Any, instrument: Any, teleme
     instrumentor = instrument()
     instrumentor.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
     OpenAIInstrumentor().instrument(tracer_provider=telemetry.tracer_provider)  # the same singleton
-    assert tokentrace.instrument(tracer_provider=telemetry.tracer_provider) == ["tokentrace_openai"]
+    assert tokentrace.instrument(tracer_provider=telemetry.tracer_provider) == installed_instrumentors()
     create = vars(openai.resources.chat.completions.Completions)["create"]
     assert is_proxy(create)
     assert not is_proxy(create.__wrapped__)  # wrapped once, not stacked
@@ -96,7 +119,7 @@ def test_uninstrument_restores_originals(client: Any, instrument: Any, telemetry
 def test_tokentrace_instrument(client: Any, telemetry: Any) -> None:
     try:
         done = tokentrace.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
-        assert done == ["tokentrace_openai"]
+        assert done == installed_instrumentors()
         result = client.chat.completions.create(model=MODEL, messages=user("one call"))
         span = telemetry.span()
         assert attrs(span)[semconv.RESPONSE_ID] == result.id
@@ -338,7 +361,7 @@ def test_import_and_instrument_do_no_network(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["openai_after_import"] is False
-    assert report["instrumented"] == ["tokentrace_openai"]
+    assert report["instrumented"] == installed_instrumentors()
     assert report["attempts"] == []
     assert report["estimate"] == 2  # encodings came from TIKTOKEN_CACHE_DIR, not the network
 

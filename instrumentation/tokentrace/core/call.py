@@ -28,6 +28,7 @@ class GenAICall:
         "_lock",
         "attributes",
         "before_end",
+        "billed_usage",
         "chunk_count",
         "chunk_intervals",
         "error_type",
@@ -36,12 +37,16 @@ class GenAICall:
         "input_messages",
         "input_text",
         "last_chunk_at",
+        "merge_into",
+        "no_list_price_reason",
         "operation",
         "output_messages",
         "output_text",
         "owns_span",
+        "price_model",
         "provider",
         "provider_state",
+        "reported_cost",
         "request_model",
         "response_id",
         "response_model",
@@ -79,6 +84,12 @@ class GenAICall:
         self.response_id: str | None = None
         self.finish_reasons: list[str] = []
         self.usage = Usage()
+        # What the provider billed, where that differs from the tokens processed (Cohere's billed
+        # units): the cost is computed from it; None prices ``usage``.
+        self.billed_usage: Usage | None = None
+        # tokentrace.cost.unavailable_reason to give instead of "not in catalogue" when neither the
+        # catalogue nor the price file prices the model (a self-hosted server: no list price exists).
+        self.no_list_price_reason: str | None = None
         self.output_text: list[str] = []
         self.input_text: Callable[[], list[str]] | None = None
         self.input_messages: Callable[[], list[dict[str, Any]]] | None = None
@@ -88,6 +99,17 @@ class GenAICall:
         self.error_type: str | None = None
         self.before_end: Callable[[], None] | None = None
         self.provider_state: Any = None  # whatever a provider module needs between start and end
+        # The model id to look the price up by, where it differs from the reported one (Bedrock: the
+        # request's inference-profile id carries the price tier, ``global.`` vs regional, while the
+        # body reports the bare model name); None prices ``response_model or request_model``.
+        self.price_model: str | None = None
+        # The cost the provider (or a router library such as LiteLLM) itself reported, in USD: it
+        # becomes gen_ai.usage.cost.amount with source "provider"; genai-prices' figure is kept beside it.
+        self.reported_cost: float | None = None
+        # The outer call of a router library this call runs inside (see core.invoke._ROUTER_CALL): set,
+        # this call opens no span and records nothing itself; its provider-level detail is merged
+        # into the outer call when it ends.
+        self.merge_into: GenAICall | None = None
         self.span: Span | None = None
         self.owns_span = True
         self.started_at = time.perf_counter()

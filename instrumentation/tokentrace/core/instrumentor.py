@@ -74,13 +74,13 @@ class LibraryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         recorder = make_recorder(self.SCOPE, kwargs)
         self.recorder = recorder
         self._patched: list[tuple[Any, str]] = []
-        seen: set[int] = set()
+        seen: set[tuple[int, str]] = set()
         for module_name, class_name, method, wrapper in self.targets(recorder):
             cls = resolve_class(module_name, class_name, method)
             if cls is None:
                 continue
-            key = id(vars(cls)[method])
-            if key in seen:  # an alias of a class already wrapped
+            key = (id(cls), method)
+            if key in seen:  # the same class reached through another module (a re-export)
                 continue
             seen.add(key)
             wrap_function_wrapper(cls, method, wrapper)

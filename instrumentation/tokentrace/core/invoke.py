@@ -9,6 +9,7 @@ what is known and the SDK's result is returned unchanged.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context, trace
@@ -24,6 +25,13 @@ from tokentrace.core.safety import report
 Describe = Callable[[Any, tuple[Any, ...], dict[str, Any]], "tuple[GenAICall, dict[str, Any]] | None"]
 HandleResult = Callable[[GenAICall, Any], Any]
 AsyncHandleResult = Callable[[GenAICall, Any], Awaitable[Any]]
+
+# The call of a *router* library (LiteLLM) whose SDK call is running: tokentrace-instrumented SDK
+# calls it makes underneath (the openai SDK for OpenAI models, ...) merge their provider-level detail
+# into it instead of opening a second span. A ContextVar, so it follows the call into asyncio tasks
+# and into LiteLLM's executor threads (which run in a copy of the caller's context), and is reset
+# as soon as the router's method returns: a stream iterated later never sees it.
+_ROUTER_CALL: ContextVar[GenAICall | None] = ContextVar("tokentrace_router_call", default=None)
 
 _LLM_OPERATIONS = frozenset({"chat", "text_completion", "embeddings", "generate_content"})
 _OWN_SCOPE_PREFIX = "tokentrace"
@@ -65,6 +73,11 @@ def _begin(recorder: Recorder, describe: Describe, instance: Any, args: tuple[An
         if described is None:
             return None, kwargs
         call, send_kwargs = described
+        outer = _ROUTER_CALL.get()
+        if outer is not None and not outer.ended:
+            call.merge_into = outer  # no span of its own: the outer call records it (Recorder.finish)
+            call.owns_span = False
+            return call, send_kwargs
         existing = _open_llm_span_in_context(call)
         if existing is None:
             recorder.start(call)
@@ -93,6 +106,13 @@ def _fallback_finish(recorder: Recorder, call: GenAICall) -> None:
         report("ending the span after a response error")
 
 
+def _leave(token: Any, routing: Any) -> None:
+    if routing is not None:
+        _ROUTER_CALL.reset(routing)
+    if token is not None:
+        context.detach(token)
+
+
 def run_sync(
     recorder: Recorder,
     describe: Describe,
@@ -101,20 +121,23 @@ def run_sync(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     handle_result: HandleResult,
+    *,
+    router: bool = False,
 ) -> Any:
+    """``router=True`` for a library that calls other instrumented SDKs underneath (LiteLLM): their
+    calls merge into this one (see ``_ROUTER_CALL``)."""
     call, send_kwargs = _begin(recorder, describe, instance, args, kwargs)
     if call is None:
         return wrapped(*args, **kwargs)
     token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None
+    routing = _ROUTER_CALL.set(call) if router and call.owns_span else None
     try:
         result = wrapped(*args, **send_kwargs)
     except BaseException as error:
-        if token is not None:
-            context.detach(token)
+        _leave(token, routing)
         _fail(recorder, call, error)
         raise
-    if token is not None:
-        context.detach(token)
+    _leave(token, routing)
     try:
         return handle_result(call, result)
     except Exception:
@@ -130,20 +153,21 @@ async def run_async(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     handle_result: AsyncHandleResult,
+    *,
+    router: bool = False,
 ) -> Any:
     call, send_kwargs = _begin(recorder, describe, instance, args, kwargs)
     if call is None:
         return await wrapped(*args, **kwargs)
     token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None
+    routing = _ROUTER_CALL.set(call) if router and call.owns_span else None
     try:
         result = await wrapped(*args, **send_kwargs)
     except BaseException as error:
-        if token is not None:
-            context.detach(token)
+        _leave(token, routing)
         _fail(recorder, call, error)
         raise
-    if token is not None:
-        context.detach(token)
+    _leave(token, routing)
     try:
         return await handle_result(call, result)
     except Exception:

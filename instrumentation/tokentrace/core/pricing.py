@@ -12,6 +12,7 @@ import fnmatch
 import json
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,18 @@ PROVIDER_IDS: dict[str, str] = {
 }
 
 
+# The reasons that only say the catalogue lacks the model: a provider module that knows better (a
+# self-hosted model server, which has no list price at all) replaces them, see GenAICall.no_list_price_reason.
+CATALOGUE_MISSES: frozenset[str] = frozenset({"provider_not_in_catalogue", "model_not_in_catalogue"})
+
+
 @dataclass(frozen=True)
 class Cost:
-    """The priced call: total and its input/output split, in USD."""
+    """The priced call: total and its input/output split, in USD (no split: a provider-reported total)."""
 
     total: float
-    input: float
-    output: float
+    input: float | None
+    output: float | None
     source: str
     pricing_model: str
     pricing_version: str
@@ -230,7 +236,9 @@ class PriceBook:
             _, model_info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
         except LookupError:
             return "model_not_in_catalogue"
-        price = model_info.get_prices(None)
+        # A model whose price changed on a date has conditional prices: the one in force now applies
+        # (None here made genai-prices raise for such models, e.g. mistral-small-latest).
+        price = model_info.get_prices(datetime.now(timezone.utc))
         values = {name: getattr(price, name, None) for name in
                   ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")}
         if values["input_mtok"] is None and values["output_mtok"] is None:

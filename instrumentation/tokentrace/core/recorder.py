@@ -20,7 +20,7 @@ from tokentrace.core import semconv
 from tokentrace.core.background import background
 from tokentrace.core.call import GenAICall
 from tokentrace.core.instruments import create_instruments
-from tokentrace.core.pricing import CURRENCY, Cost, PriceBook
+from tokentrace.core.pricing import CATALOGUE_MISSES, CURRENCY, Cost, PriceBook
 from tokentrace.core.safety import report, swallow
 from tokentrace.core.settings import Settings
 from tokentrace.core.tokens import TokenEstimator, shared_estimator
@@ -56,6 +56,7 @@ class Recorder:
         estimator: TokenEstimator | None = None,
     ) -> None:
         self.settings = settings or Settings.from_environment()
+        self.scope = scope
         self.tracer = trace.get_tracer(scope, __version__, tracer_provider, schema_url=SCHEMA_URL)
         meter = get_meter(scope, __version__, meter_provider, schema_url=SCHEMA_URL)
         instruments = create_instruments(meter)
@@ -107,6 +108,12 @@ class Recorder:
         Each step is its own ``try``: a failure in one (say, pricing) still lets the others run and
         the span end. Plain ``try`` blocks rather than a context manager keep this path cheap.
         """
+        outer = call.merge_into
+        if outer is not None:  # an inner call of a router library: its detail goes to the outer call
+            if call.claim_end() and error is None:
+                with swallow("merging into the outer call"):
+                    self._merge(call, outer)
+            return
         if call.span is None or not call.claim_end():
             return
         ended_at = time.perf_counter()
@@ -150,6 +157,44 @@ class Recorder:
             if call.owns_span:
                 self._end_span(span)
 
+    def _merge(self, inner: GenAICall, outer: GenAICall) -> None:
+        """Give the router's outer call what only the inner SDK call knows, exactly.
+
+        The inner call saw the provider's own response (dated model name, response id, usage with
+        cache details, the server it reached); the outer call records it on its one span, with one
+        set of metrics. A failed attempt merges nothing (the router retries or raises itself), and a
+        call that ends after the outer one (a stream the router dropped) is too late to matter.
+        """
+        if outer.ended:
+            return
+        if inner.response_model:
+            outer.response_model = inner.response_model
+        if inner.response_id:
+            outer.response_id = inner.response_id
+        if inner.finish_reasons:
+            outer.finish_reasons = list(inner.finish_reasons)
+        if inner.usage.known:
+            outer.usage = inner.usage
+        if inner.billed_usage is not None:
+            outer.billed_usage = inner.billed_usage
+        if inner.reported_cost is not None:
+            outer.reported_cost = inner.reported_cost
+        if inner.price_model is not None:
+            outer.price_model = inner.price_model
+        if inner.no_list_price_reason is not None:
+            outer.no_list_price_reason = inner.no_list_price_reason
+        attributes = outer.attributes
+        if inner.server_address:
+            outer.server_address, outer.server_port = inner.server_address, inner.server_port
+            attributes[semconv.SERVER_ADDRESS] = inner.server_address
+            if inner.server_port is not None:
+                attributes[semconv.SERVER_PORT] = inner.server_port
+        for key, value in inner.start_attributes.items():
+            if key not in outer.start_attributes:
+                attributes.setdefault(key, value)
+        attributes.update(inner.attributes)
+        attributes[semconv.MERGED_FROM] = self.scope
+
     def _end_span(self, span: Any) -> None:
         try:
             span.end()
@@ -178,12 +223,34 @@ class Recorder:
             usage.source = semconv.USAGE_SOURCE_ESTIMATED
 
     def _price(self, call: GenAICall) -> Cost | None:
-        model = call.response_model or call.request_model
-        result = self.prices.cost(call.provider, model, call.usage)
+        model = call.price_model or call.response_model or call.request_model
+        billed = call.billed_usage
+        result = self.prices.cost(call.provider, model, billed if billed is not None and billed.known else call.usage)
+        if call.reported_cost is not None:
+            return self._reported_cost(call, result)
         if isinstance(result, str):
+            if call.no_list_price_reason is not None and result in CATALOGUE_MISSES:
+                result = call.no_list_price_reason
             call.attributes[semconv.COST_UNAVAILABLE_REASON] = result
             return None
         return result
+
+    @staticmethod
+    def _reported_cost(call: GenAICall, local: Cost | str) -> Cost:
+        """The provider's own figure is the cost (it is what was billed or budgeted); genai-prices'
+        figure for the same usage is kept as ``tokentrace.cost.local_amount``. The provider gives no
+        input/output split, so none is recorded."""
+        known = isinstance(local, Cost)
+        if known:
+            call.attributes[semconv.COST_LOCAL_AMOUNT] = local.total
+        return Cost(
+            total=float(call.reported_cost),  # type: ignore[arg-type]
+            input=None,
+            output=None,
+            source=semconv.COST_SOURCE_PROVIDER,
+            pricing_model=local.pricing_model if known else (call.response_model or call.request_model or ""),
+            pricing_version=local.pricing_version if known else "",
+        )
 
     def _set_attributes(
         self, call: GenAICall, span: Any, cost: Cost | None, end_reason: str | None, ended_at: float
@@ -212,10 +279,12 @@ class Recorder:
             attributes[semconv.USAGE_COST_AMOUNT] = cost.total
             attributes[semconv.USAGE_COST_CURRENCY] = CURRENCY
             attributes[semconv.USAGE_COST_SOURCE] = cost.source
-            attributes[semconv.COST_INPUT] = cost.input
-            attributes[semconv.COST_OUTPUT] = cost.output
+            if cost.input is not None:  # None: a provider-reported total without a split
+                attributes[semconv.COST_INPUT] = cost.input
+                attributes[semconv.COST_OUTPUT] = cost.output
             attributes[semconv.COST_PRICING_MODEL] = cost.pricing_model
-            attributes[semconv.COST_PRICING_VERSION] = cost.pricing_version
+            if cost.pricing_version:
+                attributes[semconv.COST_PRICING_VERSION] = cost.pricing_version
         if call.stream:
             attributes[semconv.STREAM_CHUNKS] = call.chunk_count
             if call.first_chunk_at is not None:

@@ -53,6 +53,10 @@ OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
 OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
 OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
 
+# AWS attributes of the conventions (aws registry), set by the Bedrock instrumentation.
+AWS_BEDROCK_GUARDRAIL_ID = "aws.bedrock.guardrail.id"
+AWS_REQUEST_ID = "aws.request_id"
+
 # Cost, in the shape of the open semantic-convention proposal.
 USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"
 USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
@@ -68,12 +72,44 @@ COST_UNAVAILABLE_REASON = "tokentrace.cost.unavailable_reason"
 STREAM_CHUNKS = "tokentrace.stream.chunks"
 STREAM_END_REASON = "tokentrace.stream.end_reason"
 ENRICHED_FOREIGN_SPAN = "tokentrace.enriched"
+# With a provider-reported cost (gen_ai.usage.cost.source = "provider"), genai-prices' own figure for
+# the same usage, so the two can be compared; absent when genai-prices has no price for the model.
+COST_LOCAL_AMOUNT = "tokentrace.cost.local_amount"
+# The instrumentation scope of an inner SDK call (e.g. the openai SDK under LiteLLM) whose
+# provider-level detail (response model, id, usage, server) was merged into this router span.
+MERGED_FROM = "tokentrace.merged_from"
+
+# Cohere bills "billed units", which can differ from the tokens the model processed (usage.tokens):
+# the billed counts are kept as their own attributes and are what the cost is computed from.
+COHERE_BILLED_INPUT_TOKENS = "tokentrace.cohere.billed_units.input_tokens"
+COHERE_BILLED_OUTPUT_TOKENS = "tokentrace.cohere.billed_units.output_tokens"
+COHERE_BILLED_SEARCH_UNITS = "tokentrace.cohere.billed_units.search_units"
+COHERE_BILLED_CLASSIFICATIONS = "tokentrace.cohere.billed_units.classifications"
+
+# Ollama's server-side timings of a call (seconds; Ollama reports nanoseconds): where the time of a
+# local model went (loading the model, reading the prompt, generating).
+OLLAMA_TOTAL_DURATION = "tokentrace.ollama.total_duration"
+OLLAMA_LOAD_DURATION = "tokentrace.ollama.load_duration"
+OLLAMA_PROMPT_EVAL_DURATION = "tokentrace.ollama.prompt_eval_duration"
+OLLAMA_EVAL_DURATION = "tokentrace.ollama.eval_duration"
+
+# LiteLLM (a router): what LiteLLM itself knows about a call besides the provider's response.
+LITELLM_PROVIDER = "tokentrace.litellm.provider"  # LiteLLM's custom_llm_provider ("anthropic", "azure", ...)
+LITELLM_API_BASE = "tokentrace.litellm.api_base"  # the endpoint LiteLLM called
+LITELLM_MODEL_GROUP = "tokentrace.litellm.model_group"  # the Router's model group (metadata.model_group)
+LITELLM_MODEL_ID = "tokentrace.litellm.model_id"  # the Router deployment's model_info.id
+LITELLM_CALL_ID = "tokentrace.litellm.call_id"  # litellm_call_id, to join LiteLLM's own logs
+LITELLM_CACHE_HIT = "tokentrace.litellm.cache_hit"  # answered from LiteLLM's cache
 
 # Values.
 USAGE_SOURCE_REPORTED = "reported"
 USAGE_SOURCE_ESTIMATED = "estimated"
 COST_SOURCE_LOCAL = "local"
 COST_SOURCE_PRICE_FILE = "price_file"
+COST_SOURCE_PROVIDER = "provider"  # the provider or router library reported the call's cost itself
+# tokentrace.cost.unavailable_reason for a self-hosted model server (Ollama): there is no list
+# price to look up; a cost comes only from the user's price file (TOKENTRACE_PRICES_FILE).
+COST_UNAVAILABLE_LOCAL_MODEL = "no_list_price_local_model"
 TOKEN_TYPE_INPUT = "input"
 TOKEN_TYPE_OUTPUT = "output"
 
@@ -130,7 +166,15 @@ TRACE_LLM_CALLS = "tokentrace.trace.llm_calls"
 METRIC_SAMPLING_TRACES = "tokentrace.sampling.traces"
 METRIC_SAMPLING_OVERFLOW = "tokentrace.sampling.overflow"
 METRIC_SAMPLING_LATE_SPANS = "tokentrace.sampling.late_spans"
-SAMPLING_DECISION = "decision"  # attribute of METRIC_SAMPLING_TRACES: kept | dropped
+SAMPLING_DECISION = "decision"
+# span_metrics' grouped metrics (by provider, model, operation, template, tenant, error type)
+METRIC_LLM_REQUESTS = "tokentrace.llm.requests"
+METRIC_LLM_ERRORS = "tokentrace.llm.errors"
+METRIC_LLM_DURATION = "tokentrace.llm.duration"
+METRIC_LLM_TIME_TO_FIRST_CHUNK = "tokentrace.llm.time_to_first_chunk"
+METRIC_LLM_TOKENS = "tokentrace.llm.tokens"
+METRIC_LLM_COST = "tokentrace.llm.cost"
+METRIC_LLM_SERIES_OVERFLOW = "tokentrace.llm.series_overflow"  # attribute of METRIC_SAMPLING_TRACES: kept | dropped
 
 
 # --------------------------------------------------------------------------------------------------

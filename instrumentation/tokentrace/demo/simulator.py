@@ -10,6 +10,10 @@ recompute: :func:`reply_text`, :func:`count_prompt_tokens` and :func:`count_comp
 Endpoints (POST): ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``, ``/v1/completions``,
 the Azure shapes ``/openai/deployments/{deployment}/{endpoint}?api-version=...``, ``/openai/{endpoint}``
 and ``/openai/v1/{endpoint}``; GET ``/v1/models`` for tools that probe the server.
+The Anthropic Messages API too: ``POST /v1/messages`` (JSON and SSE), Amazon Bedrock's
+``/model/{id}/invoke`` and ``/invoke-with-response-stream`` (AWS event-stream framing) and Vertex AI's
+``.../publishers/anthropic/models/{model}:rawPredict`` / ``:streamRawPredict``, with Anthropic's error
+envelopes, ``request-id`` / ``anthropic-ratelimit-*`` headers, prompt-cache usage, tool use and thinking.
 
 Faults are chosen by the request itself so every failure mode can be provoked on purpose: header
 ``x-sim-fault: <fault>`` or a model name starting with ``<fault>`` (``error-429``, ``error-500``,
@@ -37,11 +41,12 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = [
     "DATED_MODELS",
@@ -52,16 +57,23 @@ __all__ = [
     "REPLY_FILLER",
     "REPLY_PREFIX",
     "REQUEST_OVERHEAD_TOKENS",
+    "THINKING_PREFIX",
+    "AnthropicRoute",
     "Simulator",
+    "anthropic_route_of",
+    "aws_event_frame",
+    "count_anthropic_input_tokens",
     "count_completion_tokens",
     "count_prompt_tokens",
     "embedding_vector",
     "fault_for_model",
     "fill_schema",
+    "has_cache_control",
     "is_reasoning_model",
     "main",
     "prompt_text",
     "reply_text",
+    "thinking_text",
     "tool_arguments",
 ]
 
@@ -614,6 +626,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in two writes: without TCP_NODELAY, Nagle + the client's delayed ACK
+        # add ~40 ms to every response, which would drown any latency a test or the bench measures.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, True)
 
     def finish(self) -> None:
@@ -668,8 +684,12 @@ class _Exchange:
         self.headers_sent = False
         self.alive = True
         self.chunked = handler.request_version != "HTTP/1.0"
+        self.flavor = "openai"  # "anthropic", "bedrock" or "vertex": which provider's headers and error bodies
+        self.stream_content_type = "text/event-stream; charset=utf-8"
 
     def _headers(self, extra: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        if self.flavor != "openai":
+            return [*_anthropic_headers(self), *extra]
         elapsed_ms = int((time.monotonic() - self.started) * 1000)
         reset_tokens_ms = max(
             1, math.ceil(self.prompt_tokens * RATE_LIMIT_WINDOW_SECONDS * 1000 / RATE_LIMIT_TOKENS)
@@ -721,11 +741,14 @@ class _Exchange:
         param: str | None = None,
         extra: Iterable[tuple[str, str]] = (),
     ) -> None:
+        if self.flavor != "openai":
+            self.send_json(status, *_anthropic_error(self, status, message, err_type, extra))
+            return
         self.send_json(status, _error_body(message, err_type, code, param), extra)
 
     def start_stream(self) -> bool:
         headers = self._headers(())
-        headers += [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache")]
+        headers += [("Content-Type", self.stream_content_type), ("Cache-Control", "no-cache")]
         headers.append(("Transfer-Encoding", "chunked") if self.chunked else ("Connection", "close"))
         return self._start(200, headers)
 
@@ -761,11 +784,458 @@ class _Exchange:
 
 
 # --------------------------------------------------------------------------------------------------
+# Anthropic Messages API: first party (``POST /v1/messages``), Amazon Bedrock (``/model/{id}/invoke``,
+# ``/invoke-with-response-stream`` in AWS event-stream framing) and Google Vertex AI
+# (``.../publishers/anthropic/models/{model}:rawPredict`` / ``:streamRawPredict``).
+#
+# Same deterministic rules as the OpenAI endpoints (reply text, word-count tokens), in Anthropic's
+# accounting: ``usage.input_tokens`` EXCLUDES cached tokens, which are reported separately as
+# ``cache_creation_input_tokens`` (first time a prompt with ``cache_control`` is seen) and
+# ``cache_read_input_tokens`` (every later time). A stream's ``message_start`` carries the placeholder
+# ``output_tokens: 1`` and ``message_delta`` the cumulative final counts, as the live API does.
+# --------------------------------------------------------------------------------------------------
+
+ANTHROPIC_VERSION_HEADER = "2023-06-01"
+ANTHROPIC_ORGANIZATION = "00000000-0000-4000-8000-000000000000"
+ANTHROPIC_STOP_PLACEHOLDER_OUTPUT_TOKENS = 1
+"""``message_start``'s ``usage.output_tokens``: a placeholder, never the call's output count."""
+THINKING_PREFIX = "Thinking about:"
+BEDROCK_CHUNK_PADDING = "abcdefghijklmnopqrstuvwxyz"
+
+_ANTHROPIC_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "Invalid request (simulated fault)."),
+    401: ("authentication_error", "invalid x-api-key (simulated fault)"),
+    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+    404: ("not_found_error", "model: {model}"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "This request would exceed the rate limit for your organization (simulated fault)."),
+    500: ("api_error", "Internal server error"),
+    529: ("overloaded_error", "Overloaded"),
+}
+_OPENAI_TO_ANTHROPIC_ERROR = {"server_error": "api_error", "requests": "rate_limit_error"}
+_BEDROCK_ERRORS: dict[int, str] = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+_ANTHROPIC_FIRST_PARTY_RE = re.compile(r"^/v1/messages(?P<count>/count_tokens)?/?$")
+_BEDROCK_RE = re.compile(r"^/model/(?P<model>[^/]+)/(?P<verb>invoke|invoke-with-response-stream)/?$")
+_VERTEX_RE = re.compile(
+    r"^(?:/v1)?/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/(?P<model>[^/:]+)"
+    r":(?P<verb>rawPredict|streamRawPredict)$"
+)
+
+
+@dataclass(frozen=True)
+class AnthropicRoute:
+    """Which Anthropic surface a path is: ``flavor`` (anthropic/bedrock/vertex), path model, stream."""
+
+    flavor: str
+    model: str | None
+    stream: bool | None  # None: the body's ``stream`` decides (first party)
+    count_tokens: bool = False
+
+
+def anthropic_route_of(path: str) -> AnthropicRoute | None:
+    """The Anthropic route of a request path, or None for the OpenAI endpoints."""
+    match = _ANTHROPIC_FIRST_PARTY_RE.match(path)
+    if match:
+        return AnthropicRoute("anthropic", None, None, bool(match.group("count")))
+    match = _BEDROCK_RE.match(path)
+    if match:
+        return AnthropicRoute("bedrock", unquote(match.group("model")), match.group("verb") != "invoke")
+    match = _VERTEX_RE.match(path)
+    if match:
+        model = unquote(match.group("model"))
+        if model == "count-tokens":
+            return AnthropicRoute("vertex", None, False, True)
+        return AnthropicRoute("vertex", model, match.group("verb") == "streamRawPredict")
+    return None
+
+
+def _anthropic_blocks(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def count_anthropic_input_tokens(body: Mapping[str, Any]) -> int:
+    """All prompt tokens of a Messages request (before the cache split): the OpenAI rule over ``messages``
+    plus ``system`` (one unit per block, or one for a string) and one unit per tool (name + description)."""
+    total = count_prompt_tokens({"messages": body.get("messages") or []})
+    system = body.get("system")
+    if isinstance(system, str) and system:
+        total += _words(system) + MESSAGE_OVERHEAD_TOKENS
+    for block in _anthropic_blocks(system):
+        total += _unit_tokens(block) + MESSAGE_OVERHEAD_TOKENS
+    for tool in _anthropic_blocks(body.get("tools")):
+        if isinstance(tool, dict):
+            total += _words(f"{tool.get('name') or ''} {tool.get('description') or ''}") + MESSAGE_OVERHEAD_TOKENS
+    return total
+
+
+def has_cache_control(body: Mapping[str, Any]) -> bool:
+    """Whether the request marks anything for prompt caching (top level, system, message or tool blocks)."""
+    if isinstance(body.get("cache_control"), dict):
+        return True
+    blocks: list[Any] = [*_anthropic_blocks(body.get("system")), *_anthropic_blocks(body.get("tools"))]
+    for message in _anthropic_blocks(body.get("messages")):
+        if isinstance(message, dict):
+            blocks.append(message)
+            blocks.extend(_anthropic_blocks(message.get("content")))
+    return any(isinstance(b, dict) and isinstance(b.get("cache_control"), dict) for b in blocks)
+
+
+def thinking_text(prompt: str) -> str:
+    """The thinking block's text when ``thinking`` is enabled: ``"Thinking about: <snippet>"``."""
+    snippet = _snippet(prompt)
+    return f"{THINKING_PREFIX} {snippet}" if snippet else THINKING_PREFIX
+
+
+def _anthropic_tool(body: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """(name, input_schema) of the client tool a request would call, honouring ``tool_choice``."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "none":
+        return None
+    tools = [
+        t
+        for t in _anthropic_blocks(body.get("tools"))
+        if isinstance(t, dict) and isinstance(t.get("name"), str) and t.get("type", "custom") == "custom"
+    ]
+    if isinstance(choice, dict) and choice.get("type") == "tool":
+        tools = [t for t in tools if t.get("name") == choice.get("name")] or tools
+    if not tools:
+        return None
+    return tools[0]["name"], tools[0].get("input_schema")
+
+
+def _wants_tool(body: Mapping[str, Any]) -> bool:
+    messages = _anthropic_blocks(body.get("messages"))
+    last = messages[-1] if messages else None
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return False
+    content = _anthropic_blocks(last.get("content"))
+    return not any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+
+
+def _anthropic_structured_text(body: Mapping[str, Any]) -> str | None:
+    """JSON text for structured output (``output_config.format`` / legacy ``output_format`` json_schema)."""
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if not isinstance(fmt, dict):
+        fmt = body.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return json.dumps(fill_schema(fmt.get("schema") or {}))
+    return None
+
+
+def _iso_in(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+
+
+def _anthropic_headers(ex: _Exchange) -> list[tuple[str, str]]:
+    """Anthropic's response headers (``request-id``, ``anthropic-ratelimit-*``), or Bedrock's."""
+    if ex.flavor == "bedrock":
+        return [("x-amzn-RequestId", ex.request_id)]
+    remaining_tokens = str(max(0, RATE_LIMIT_TOKENS - ex.prompt_tokens))
+    reset = _iso_in(RATE_LIMIT_WINDOW_SECONDS)
+    headers = [
+        ("request-id", ex.request_id),
+        ("anthropic-organization-id", ANTHROPIC_ORGANIZATION),
+        ("anthropic-ratelimit-requests-limit", str(RATE_LIMIT_REQUESTS)),
+        ("anthropic-ratelimit-requests-remaining", str(ex.remaining_requests)),
+        ("anthropic-ratelimit-requests-reset", reset),
+        ("anthropic-ratelimit-tokens-limit", str(RATE_LIMIT_TOKENS)),
+        ("anthropic-ratelimit-tokens-remaining", remaining_tokens),
+        ("anthropic-ratelimit-tokens-reset", reset),
+        ("anthropic-ratelimit-input-tokens-limit", str(RATE_LIMIT_TOKENS)),
+        ("anthropic-ratelimit-input-tokens-remaining", remaining_tokens),
+        ("anthropic-ratelimit-input-tokens-reset", reset),
+        ("anthropic-ratelimit-output-tokens-limit", str(RATE_LIMIT_TOKENS)),
+        ("anthropic-ratelimit-output-tokens-remaining", str(RATE_LIMIT_TOKENS)),
+        ("anthropic-ratelimit-output-tokens-reset", reset),
+    ]
+    return headers
+
+
+def _anthropic_error(
+    ex: _Exchange, status: int, message: str, err_type: str, extra: Iterable[tuple[str, str]]
+) -> tuple[JSONDict, list[tuple[str, str]]]:
+    """The error body (and headers) of the exchange's flavor: Anthropic's envelope, or Bedrock's."""
+    extra = list(extra)
+    if ex.flavor == "bedrock":
+        code = _BEDROCK_ERRORS.get(status, "InternalServerException" if status >= 500 else "ValidationException")
+        extra.append(("x-amzn-ErrorType", f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"))
+        return {"message": message}, extra
+    err_type = _OPENAI_TO_ANTHROPIC_ERROR.get(err_type, err_type)
+    return {"type": "error", "error": {"type": err_type, "message": message}, "request_id": ex.request_id}, extra
+
+
+def _aws_string_header(name: str, value: str) -> bytes:
+    raw_name, raw_value = name.encode("utf-8"), value.encode("utf-8")
+    return struct.pack("!B", len(raw_name)) + raw_name + struct.pack("!BH", 7, len(raw_value)) + raw_value
+
+
+def aws_event_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message: prelude (lengths + CRC32), string headers, payload, message CRC32."""
+    header_bytes = b"".join(_aws_string_header(k, v) for k, v in headers.items())
+    prelude = struct.pack("!II", 12 + len(header_bytes) + len(payload) + 4, len(header_bytes))
+    prelude += struct.pack("!I", zlib.crc32(prelude) & 0xFFFFFFFF)
+    message = prelude + header_bytes + payload
+    return message + struct.pack("!I", zlib.crc32(message) & 0xFFFFFFFF)
+
+
+def _bedrock_chunk(event: Mapping[str, Any]) -> bytes:
+    payload = {"bytes": base64.b64encode(_dumps(event)).decode("ascii"), "p": BEDROCK_CHUNK_PADDING}
+    headers = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+    return aws_event_frame(headers, _dumps(payload))
+
+
+def _bedrock_exception(kind: str, message: str) -> bytes:
+    headers = {":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"}
+    return aws_event_frame(headers, _dumps({"message": message}))
+
+
+@dataclass
+class _AnthropicPlan:
+    """One planned Messages response: its content blocks, stop reason and usage."""
+
+    message_id: str
+    model: str
+    blocks: list[JSONDict]
+    stop_reason: str
+    usage: JSONDict
+
+
+class _AnthropicEndpoints:
+    """The Anthropic surfaces of :class:`Simulator` (mixed in; uses its faults, cache and streaming)."""
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """Root URL for ``Anthropic(base_url=...)`` and ``AnthropicBedrock(base_url=...)``."""
+        return f"http://{self.host}:{self.port}"  # type: ignore[attr-defined]
+
+    @property
+    def vertex_base_url(self) -> str:
+        """Base URL for ``AnthropicVertex(base_url=...)`` (Vertex's ``/v1`` prefix included)."""
+        return f"http://{self.host}:{self.port}/v1"  # type: ignore[attr-defined]
+
+    def _anthropic_dispatch(
+        self,
+        ex: _Exchange,
+        route: AnthropicRoute,
+        method: str,
+        headers: Mapping[str, str],
+        body: Any,
+        bad_json: bool,
+    ) -> None:
+        sim: Any = self
+        ex.flavor = route.flavor
+        if method != "POST":
+            ex.send_error(405 if route.flavor != "bedrock" else 404, f"Method {method} not allowed", "not_found_error")
+            return
+        if bad_json or not isinstance(body, dict):
+            ex.send_error(400, "There was an error parsing the body of your request.", "invalid_request_error")
+            return
+        ex.prompt_tokens = count_anthropic_input_tokens(body)
+        if route.count_tokens:
+            ex.send_json(200, {"input_tokens": ex.prompt_tokens})
+            return
+        model = route.model or body.get("model")
+        if not isinstance(model, str) or not model:
+            ex.send_error(400, "model: Field required", "invalid_request_error")
+            return
+        if not isinstance(body.get("max_tokens"), int) or not _anthropic_blocks(body.get("messages")):
+            ex.send_error(400, "max_tokens and messages: Field required", "invalid_request_error")
+            return
+        fault = sim._choose_fault(ex, headers, model)
+        if fault == "invalid":
+            return
+        if not sim._sleep(sim._latency_delay()) or fault == "drop":
+            ex.drop()
+            return
+        if fault is not None and fault.startswith("error-"):
+            self._anthropic_fault(ex, int(fault[6:]), model)
+            return
+        if fault == "slow":
+            try:
+                delay = float(headers.get("x-sim-delay", DEFAULT_SLOW_DELAY))
+            except ValueError:
+                delay = DEFAULT_SLOW_DELAY
+            if not sim._sleep(delay):
+                ex.drop()
+                return
+        stream = route.stream if route.stream is not None else body.get("stream") is True
+        midstream = fault == "midstream-error"
+        if midstream and not stream:
+            self._anthropic_fault(ex, 500, model)
+            return
+        plan = self._anthropic_plan(ex, body, model)
+        if not stream:
+            message = {
+                "id": plan.message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": plan.model,
+                "content": plan.blocks,
+                "stop_reason": plan.stop_reason,
+                "stop_sequence": None,
+                "usage": plan.usage,
+            }
+            extra: list[tuple[str, str]] = []
+            if route.flavor == "bedrock":
+                extra = [
+                    ("x-amzn-bedrock-input-token-count", str(_total_input(plan.usage))),
+                    ("x-amzn-bedrock-output-token-count", str(plan.usage["output_tokens"])),
+                    ("x-amzn-bedrock-invocation-latency", str(int((time.monotonic() - ex.started) * 1000))),
+                ]
+            ex.send_json(200, message, extra)
+            return
+        if route.flavor == "bedrock":
+            ex.stream_content_type = "application/vnd.amazon.eventstream"
+        sim._run_stream(ex, _anthropic_stream(plan, route.flavor), midstream)
+
+    def _anthropic_fault(self, ex: _Exchange, status: int, model: str) -> None:
+        err_type, message = _ANTHROPIC_ERRORS.get(
+            status, ("api_error" if status >= 500 else "invalid_request_error", f"Simulated HTTP {status} error.")
+        )
+        extra: list[tuple[str, str]] = []
+        if status == 429:
+            extra.append(("retry-after", "0"))
+        if status == 429 or status >= 500:
+            extra.append(("retry-after-ms", str(RETRY_AFTER_MS)))
+        ex.send_error(status, message.replace("{model}", model), err_type, extra=extra)
+
+    def _anthropic_plan(self, ex: _Exchange, body: JSONDict, model: str) -> _AnthropicPlan:
+        sim: Any = self
+        number = ex.request_id.removeprefix("req_")
+        prompt = prompt_text(body)
+        blocks: list[JSONDict] = []
+        output_tokens = 0
+        thinking_tokens = None
+        thinking = body.get("thinking")
+        if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
+            text = thinking_text(prompt)
+            thinking_tokens = count_completion_tokens(text)
+            output_tokens += thinking_tokens
+            blocks.append({"type": "thinking", "thinking": text, "signature": f"sig_sim{number}"})
+        tool = _anthropic_tool(body) if _wants_tool(body) else None
+        if tool is not None:
+            name, schema = tool
+            arguments = fill_schema(schema or {"type": "object"})
+            blocks.append({"type": "tool_use", "id": f"toolu_sim{number}", "name": name, "input": arguments})
+            output_tokens += count_completion_tokens(f"{name} {json.dumps(arguments)}")
+            stop_reason = "tool_use"
+        else:
+            text = _anthropic_structured_text(body) or reply_text(prompt)
+            text, truncated = _truncate(text, _as_int(body.get("max_tokens"), None))
+            blocks.append({"type": "text", "text": text})
+            output_tokens += count_completion_tokens(text)
+            stop_reason = "max_tokens" if truncated else "end_turn"
+        total = count_anthropic_input_tokens(body)
+        cached = total // 2 if has_cache_control(body) else 0
+        created = read = 0
+        if cached:
+            key = json.dumps(
+                ["anthropic", model, body.get("system"), body.get("tools"), body.get("messages")],
+                sort_keys=True,
+                default=str,
+            )
+            with sim._lock:
+                seen = key in sim._seen_prompts
+                sim._seen_prompts.add(key)
+            read, created = (cached, 0) if seen else (0, cached)
+        usage: JSONDict = {
+            "input_tokens": total - created - read,
+            "cache_creation_input_tokens": created,
+            "cache_read_input_tokens": read,
+            "cache_creation": {"ephemeral_5m_input_tokens": created, "ephemeral_1h_input_tokens": 0},
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
+        if thinking_tokens is not None:
+            usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
+        return _AnthropicPlan(f"msg_sim{number}", model, blocks, stop_reason, usage)
+
+
+def _total_input(usage: Mapping[str, Any]) -> int:
+    return int(usage["input_tokens"] + usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"])
+
+
+def _anthropic_stream(plan: _AnthropicPlan, flavor: str) -> _Stream:
+    """The event sequence of a streamed Message (SSE, or Bedrock chunk frames)."""
+    payloads: list[JSONDict] = []
+    start_usage = {
+        **{k: v for k, v in plan.usage.items() if k != "output_tokens_details"},
+        "output_tokens": ANTHROPIC_STOP_PLACEHOLDER_OUTPUT_TOKENS,
+    }
+    payloads.append(
+        {
+            "type": "message_start",
+            "message": {
+                "id": plan.message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": plan.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": start_usage,
+            },
+        }
+    )
+    prelude = 0
+    for index, block in enumerate(plan.blocks):
+        kind = block["type"]
+        if kind == "thinking":
+            start: JSONDict = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"])]
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        elif kind == "tool_use":
+            start = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(json.dumps(block["input"]))]
+        else:
+            start = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]
+        payloads.append({"type": "content_block_start", "index": index, "content_block": start})
+        if index == 0:
+            payloads.append({"type": "ping"})
+            prelude = len(payloads)
+        payloads.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
+        payloads.append({"type": "content_block_stop", "index": index})
+    final_usage = {k: v for k, v in plan.usage.items() if k not in ("cache_creation", "service_tier")}
+    payloads.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": plan.stop_reason, "stop_sequence": None},
+            "usage": final_usage,
+        }
+    )
+    stop: JSONDict = {"type": "message_stop"}
+    if flavor == "bedrock":
+        stop["amazon-bedrock-invocationMetrics"] = {
+            "inputTokenCount": _total_input(plan.usage),
+            "outputTokenCount": plan.usage["output_tokens"],
+            "invocationLatency": 1,
+            "firstByteLatency": 1,
+        }
+    payloads.append(stop)
+    if flavor == "bedrock":
+        events = [_bedrock_chunk(p) for p in payloads]
+        error = _bedrock_exception("modelStreamErrorException", "The model stream failed (simulated fault).")
+    else:
+        events = [_sse_event(p["type"], p) for p in payloads]
+        error = _sse_event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    return _Stream(events=events, prelude=prelude, error_event=error, done=None)
+
+
+# --------------------------------------------------------------------------------------------------
 # The simulator.
 # --------------------------------------------------------------------------------------------------
 
 
-class Simulator:
+class Simulator(_AnthropicEndpoints):
     """A local OpenAI-compatible server for tests and the ``tokentrace demo`` command.
 
     Use it as a context manager (``with Simulator() as sim: OpenAI(base_url=sim.base_url, ...)``) or
@@ -912,6 +1382,10 @@ class Simulator:
     def _dispatch(self, ex: _Exchange, handler: _Handler, method: str) -> None:
         path, headers, body, bad_json = self._record(ex, handler, method)
 
+        anthropic_route = anthropic_route_of(path)
+        if anthropic_route is not None:
+            self._anthropic_dispatch(ex, anthropic_route, method, headers, body, bad_json)
+            return
         models = _MODELS_RE.match(path)
         if method == "GET" and models:
             self._models(ex, models.group("model"))

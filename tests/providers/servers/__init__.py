@@ -1,0 +1,1 @@
+"""Local servers speaking provider wire formats for the provider tests."""
