@@ -485,6 +485,11 @@ def test_metric_attributes_are_low_cardinality(client: Any, instrumented: Any, t
         semconv.SERVER_PORT,
         semconv.ERROR_TYPE,
         semconv.TOKEN_TYPE,
+        # provider health: bounded sets (status classes and codes, rate-limit buckets, credentials)
+        semconv.HTTP_STATUS_CLASS,
+        "http.response.status_code",
+        semconv.RATELIMIT_BUCKET,
+        "tokentrace.api_key.alias",
     }
     metrics = telemetry.metrics()
     assert metrics

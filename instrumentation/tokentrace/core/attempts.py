@@ -73,6 +73,7 @@ class Attempt:
     error_type: str | None = None
     retry_after_s: float | None = None
     request_id: str | None = None
+    key_alias: str | None = None
     limits: dict[str, ratelimits.Bucket] = field(default_factory=dict)
 
     @property
@@ -84,8 +85,13 @@ class Attempt:
         return self.error_type is not None or (self.status is not None and self.status >= 400)
 
 
-def begin_attempt() -> Attempt:
-    return Attempt(started_ns=time.time_ns(), started=time.perf_counter())
+def begin_attempt(request: Any = None) -> Attempt:
+    """A new attempt; ``request`` (httpx-style, with ``headers``) names the credential by alias."""
+    attempt = Attempt(started_ns=time.time_ns(), started=time.perf_counter())
+    headers = getattr(request, "headers", None)
+    if headers is not None:
+        attempt.key_alias = api_key_alias(headers)
+    return attempt
 
 
 def end_attempt(attempt: Attempt, response: Any = None, error: BaseException | None = None) -> None:
@@ -111,6 +117,7 @@ class AttemptSummary:
     events: list[tuple[str, dict[str, Any], int]]  # (name, attributes, timestamp ns)
     waits: list[float]
     limits: dict[str, ratelimits.Bucket]
+    key_alias: str | None = None
 
 
 def describe_attempts(attempts: list[Attempt]) -> AttemptSummary:
@@ -122,6 +129,9 @@ def describe_attempts(attempts: list[Attempt]) -> AttemptSummary:
     request_ids = [a.request_id for a in attempts if a.request_id]
     if request_ids:
         attributes[REQUEST_ID] = request_ids[-1]
+    alias = next((a.key_alias for a in reversed(attempts) if a.key_alias), None)
+    if alias:
+        attributes[API_KEY_ALIAS] = alias
     limits: dict[str, ratelimits.Bucket] = {}
     for attempt in attempts:  # the latest value of each bucket
         limits.update(attempt.limits)
@@ -148,4 +158,8 @@ def describe_attempts(attempts: list[Attempt]) -> AttemptSummary:
             if attempt.request_id:
                 event[REQUEST_ID] = attempt.request_id
             events.append((EVENT_ATTEMPT, event, attempt.started_ns))
-    return AttemptSummary(attributes, events, waits, limits)
+    return AttemptSummary(attributes, events, waits, limits, alias)
+
+
+def status_class(attempt: Attempt) -> str:
+    return f"{attempt.status // 100}xx" if attempt.status is not None else "none"

@@ -26,6 +26,7 @@ class GenAICall:
     __slots__ = (
         "_ended",
         "_lock",
+        "attempts",
         "attributes",
         "before_end",
         "billed_usage",
@@ -110,6 +111,7 @@ class GenAICall:
         # this call opens no span and records nothing itself; its provider-level detail is merged
         # into the outer call when it ends.
         self.merge_into: GenAICall | None = None
+        self.attempts: list[Any] = []  # core.attempts.Attempt per HTTP request the SDK sent for this call
         self.span: Span | None = None
         self.owns_span = True
         self.started_at = time.perf_counter()

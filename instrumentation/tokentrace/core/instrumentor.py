@@ -73,6 +73,11 @@ class LibraryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         recorder = make_recorder(self.SCOPE, kwargs)
         self.recorder = recorder
+        if recorder.settings.http_attempts:
+            from tokentrace.instrumentation import _http
+
+            _http.install()
+            self._http_installed = True
         self._patched: list[tuple[Any, str]] = []
         seen: set[tuple[int, str]] = set()
         for module_name, class_name, method, wrapper in self.targets(recorder):
@@ -90,3 +95,8 @@ class LibraryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for cls, method in getattr(self, "_patched", ()):
             unwrap(cls, method)
         self._patched = []
+        if getattr(self, "_http_installed", False):
+            from tokentrace.instrumentation import _http
+
+            _http.uninstall()
+            self._http_installed = False

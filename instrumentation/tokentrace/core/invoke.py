@@ -16,6 +16,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind
 
 from tokentrace.core import semconv
+from tokentrace.core.attempts import CURRENT_CALL
 from tokentrace.core.call import GenAICall
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import report
@@ -106,7 +107,17 @@ def _fallback_finish(recorder: Recorder, call: GenAICall) -> None:
         report("ending the span after a response error")
 
 
-def _leave(token: Any, routing: Any) -> None:
+def _enter_attempts(recorder: Recorder, call: GenAICall) -> Any:
+    """Let the HTTP hook (instrumentation/_http.py) see this call's attempts; a routed call's go to
+    the router's call, whose span they belong to."""
+    if not recorder.settings.http_attempts:
+        return None
+    return CURRENT_CALL.set(call.merge_into or call)
+
+
+def _leave(token: Any, routing: Any, attempts: Any = None) -> None:
+    if attempts is not None:
+        CURRENT_CALL.reset(attempts)
     if routing is not None:
         _ROUTER_CALL.reset(routing)
     if token is not None:
@@ -131,13 +142,14 @@ def run_sync(
         return wrapped(*args, **kwargs)
     token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None
     routing = _ROUTER_CALL.set(call) if router and call.owns_span else None
+    attempts = _enter_attempts(recorder, call)
     try:
         result = wrapped(*args, **send_kwargs)
     except BaseException as error:
-        _leave(token, routing)
+        _leave(token, routing, attempts)
         _fail(recorder, call, error)
         raise
-    _leave(token, routing)
+    _leave(token, routing, attempts)
     try:
         return handle_result(call, result)
     except Exception:
@@ -161,13 +173,14 @@ async def run_async(
         return await wrapped(*args, **kwargs)
     token = context.attach(trace.set_span_in_context(call.span)) if call.owns_span else None
     routing = _ROUTER_CALL.set(call) if router and call.owns_span else None
+    attempts = _enter_attempts(recorder, call)
     try:
         result = await wrapped(*args, **send_kwargs)
     except BaseException as error:
-        _leave(token, routing)
+        _leave(token, routing, attempts)
         _fail(recorder, call, error)
         raise
-    _leave(token, routing)
+    _leave(token, routing, attempts)
     try:
         return await handle_result(call, result)
     except Exception:

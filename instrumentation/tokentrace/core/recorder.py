@@ -17,9 +17,10 @@ from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from tokentrace.core import semconv
+from tokentrace.core.attempts import API_KEY_ALIAS, describe_attempts, status_class
 from tokentrace.core.background import background
 from tokentrace.core.call import GenAICall
-from tokentrace.core.instruments import create_instruments
+from tokentrace.core.instruments import create_health_instruments, create_instruments
 from tokentrace.core.pricing import CATALOGUE_MISSES, CURRENCY, Cost, PriceBook
 from tokentrace.core.safety import report, swallow
 from tokentrace.core.settings import Settings
@@ -60,6 +61,7 @@ class Recorder:
         self.tracer = trace.get_tracer(scope, __version__, tracer_provider, schema_url=SCHEMA_URL)
         meter = get_meter(scope, __version__, meter_provider, schema_url=SCHEMA_URL)
         instruments = create_instruments(meter)
+        self._health = create_health_instruments(meter)
         self._duration = instruments.duration
         self._tokens = instruments.tokens
         self._ttfc = instruments.time_to_first_chunk
@@ -139,6 +141,9 @@ class Recorder:
                 self._set_attributes(call, span, cost, end_reason, ended_at)
             except Exception:
                 report("setting response attributes")
+            if call.attempts:
+                with swallow("recording HTTP attempts"):
+                    self._record_attempts(call, span)
             if self.settings.capture_content.enabled:
                 with swallow("capturing content"):
                     self._capture_content(call, span)
@@ -333,7 +338,51 @@ class Recorder:
             LogRecord(event_name=CONTENT_EVENT_NAME, attributes=attributes, context=context)
         )
 
+    def _record_attempts(self, call: GenAICall, span: Any) -> None:
+        """Totals, request id and rate-limit headroom on the span; an event per attempt when retried."""
+        summary = describe_attempts(call.attempts)
+        span.set_attributes(summary.attributes)
+        for name, attributes, timestamp in summary.events:
+            span.add_event(name, attributes, timestamp)
+
+    def _record_health(self, call: GenAICall) -> None:
+        """Provider-health metrics (core/attempts.py): attempts by status, retry waits, headroom gauges,
+        and output tokens per second of streams."""
+        base: dict[str, Any] = {semconv.PROVIDER_NAME: call.provider}
+        model = call.request_model or call.response_model
+        if model:
+            base[semconv.REQUEST_MODEL] = model
+        health = self._health
+        if call.attempts:
+            summary = describe_attempts(call.attempts)
+            for attempt in call.attempts:
+                labels = {**base, semconv.HTTP_STATUS_CLASS: status_class(attempt)}
+                if attempt.status is not None:
+                    labels["http.response.status_code"] = attempt.status
+                if attempt.error_type is not None:
+                    labels[semconv.ERROR_TYPE] = attempt.error_type
+                health.attempts.add(1, labels)
+            for wait in summary.waits:
+                health.retry_wait.record(wait, base)
+            for bucket, values in summary.limits.items():
+                labels = {**base, semconv.RATELIMIT_BUCKET: bucket}
+                if summary.key_alias:
+                    labels[API_KEY_ALIAS] = summary.key_alias
+                if values.remaining is not None:
+                    health.ratelimit_remaining.set(values.remaining, labels)
+                if values.limit is not None:
+                    health.ratelimit_limit.set(values.limit, labels)
+                if values.headroom is not None:
+                    health.ratelimit_headroom.set(values.headroom, labels)
+        output = call.usage.output_tokens
+        if call.first_chunk_at is not None and call.last_chunk_at is not None and output:
+            elapsed = call.last_chunk_at - call.first_chunk_at
+            if elapsed > 0:
+                health.output_tokens_per_second.record(output / elapsed, base)
+
     def _record_metrics(self, call: GenAICall, cost: Cost | None, ended_at: float) -> None:
+        with swallow("recording provider-health metrics"):
+            self._record_health(call)
         attributes: dict[str, Any] = {
             semconv.OPERATION_NAME: call.operation,
             semconv.PROVIDER_NAME: call.provider,

@@ -119,6 +119,15 @@ METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
 METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
 METRIC_COST = "tokentrace.gen_ai.client.cost"
+# Provider health (core/attempts.py): HTTP attempts behind each call, retry waits, rate-limit headroom.
+METRIC_PROVIDER_ATTEMPTS = "tokentrace.provider.attempts"
+METRIC_PROVIDER_RETRY_WAIT = "tokentrace.provider.retry_wait"
+METRIC_RATELIMIT_REMAINING = "tokentrace.ratelimit.remaining"
+METRIC_RATELIMIT_LIMIT = "tokentrace.ratelimit.limit"
+METRIC_RATELIMIT_HEADROOM = "tokentrace.ratelimit.headroom"
+METRIC_STREAM_TOKENS_PER_SECOND = "tokentrace.stream.output_tokens_per_second"
+HTTP_STATUS_CLASS = "tokentrace.http.status_class"  # 2xx, 4xx, 5xx, or none (no response)
+RATELIMIT_BUCKET = "tokentrace.ratelimit.bucket"  # requests, tokens, input_tokens, ...
 
 # Bucket boundaries advised by the conventions.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -126,6 +135,7 @@ TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )
 TIME_PER_CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+TOKENS_PER_SECOND_BUCKETS = (1, 5, 10, 20, 40, 60, 80, 100, 150, 200, 300, 500, 1000)
 COST_BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 
 OPT_IN_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"

@@ -21,6 +21,7 @@ PRICES_FILE_ENV = "TOKENTRACE_PRICES_FILE"
 CONTENT_MAX_LENGTH_ENV = "TOKENTRACE_CONTENT_MAX_LENGTH"
 METRICS_IN_BACKGROUND_ENV = "TOKENTRACE_METRICS_IN_BACKGROUND"
 TIME_PER_CHUNK_METRIC_ENV = "TOKENTRACE_TIME_PER_CHUNK_METRIC"
+HTTP_ATTEMPTS_ENV = "TOKENTRACE_HTTP_ATTEMPTS"  # retries, waits, rate-limit headroom per call
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -79,6 +80,7 @@ class Settings:
     content_max_length: int | None = None
     metrics_in_background: bool = True
     time_per_chunk_metric: bool = True
+    http_attempts: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -95,4 +97,5 @@ class Settings:
             content_max_length=int(max_length) if max_length.isdigit() else None,
             metrics_in_background=_flag(env, METRICS_IN_BACKGROUND_ENV, True),
             time_per_chunk_metric=_flag(env, TIME_PER_CHUNK_METRIC_ENV, True),
+            http_attempts=_flag(env, HTTP_ATTEMPTS_ENV, True),
         )

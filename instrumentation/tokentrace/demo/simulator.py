@@ -19,7 +19,8 @@ Faults are chosen by the request itself so every failure mode can be provoked on
 ``x-sim-fault: <fault>`` or a model name starting with ``<fault>`` (``error-429``, ``error-500``,
 ``error-400``, ``error-401``, ``error-404``, any other ``error-<4xx|5xx>``, ``slow``, ``midstream-error``,
 ``drop``). Adding ``x-sim-fault-once: <id>`` applies the fault only to the first request carrying that
-id, which lets a test watch the SDK's own retry succeed. ``fault_rate`` adds seeded random 429/500s.
+id (the first ``x-sim-fault-times: N`` requests), which lets a test watch the SDK's own retries
+succeed. ``fault_rate`` adds seeded random 429/500s.
 
 Standard library only, so the demo works in any environment the instrumentation installs into.
 """
@@ -1266,7 +1267,7 @@ class Simulator(_AnthropicEndpoints):
         self._counter = 0
         self._recent: collections.deque[float] = collections.deque()
         self._seen_prompts: set[str] = set()
-        self._fault_once_ids: set[str] = set()
+        self._fault_once_ids: dict[str, int] = {}  # x-sim-fault-once id -> times applied
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -1460,11 +1461,14 @@ class Simulator(_AnthropicEndpoints):
             fault = fault_for_model(model)
         once = headers.get("x-sim-fault-once")
         if fault is not None and once:
+            times_header = str(headers.get("x-sim-fault-times", "1")).strip()
+            times = int(times_header) if times_header.isdigit() and int(times_header) > 0 else 1
             with self._lock:
-                if once in self._fault_once_ids:
+                used = self._fault_once_ids.get(once, 0)
+                if used >= times:
                     fault = None
                 else:
-                    self._fault_once_ids.add(once)
+                    self._fault_once_ids[once] = used + 1
         if fault is None and self.fault_rate > 0:
             with self._lock:  # always two draws, so one request's outcome never shifts the next one's
                 roll, pick = self._fault_rng.random(), self._fault_rng.random()

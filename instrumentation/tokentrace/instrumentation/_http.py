@@ -27,9 +27,9 @@ _users = 0
 _patched: list[tuple[Any, str]] = []
 
 
-def _start(call: Any) -> Any:
+def _start(call: Any, args: Any) -> Any:
     try:
-        attempt = begin_attempt()
+        attempt = begin_attempt(args[0] if args else None)
         call.attempts.append(attempt)
         return attempt
     except Exception:
@@ -50,7 +50,7 @@ def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     call = CURRENT_CALL.get()
     if call is None:
         return wrapped(*args, **kwargs)
-    attempt = _start(call)
+    attempt = _start(call, args)
     try:
         response = wrapped(*args, **kwargs)
     except BaseException as error:
@@ -64,7 +64,7 @@ async def _send_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> An
     call = CURRENT_CALL.get()
     if call is None:
         return await wrapped(*args, **kwargs)
-    attempt = _start(call)
+    attempt = _start(call, args)
     try:
         response = await wrapped(*args, **kwargs)
     except BaseException as error:
