@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from tests.gateway.backend import FakeBackend, free_port, genai_request
 from tokentrace.gateway import EngineSettings, ExporterSettings, Gateway, Overloaded, QueueSettings
 from tokentrace.gateway.otlp_codec import decode_value
+from tokentrace.gateway.settings import StoreSettings
 
 NO_STAGES: dict = {"pipeline": []}
 KEEP_ALL = {"sample": {"probability": 1.0, "decision_wait_s": 0.05}}
@@ -549,8 +550,11 @@ def test_the_same_engine_can_start_again_after_shutdown(tmp_path, backend):
 
 
 def test_a_bad_exporter_setting_fails_start_without_opening_the_queue(tmp_path):
-    settings = EngineSettings(queue=QueueSettings(directory=str(tmp_path / "q")), pipeline=NO_STAGES)
+    # no endpoint: the local store, here at a path that cannot be a file
+    settings = EngineSettings(
+        queue=QueueSettings(directory=str(tmp_path / "q")), store=StoreSettings(path=str(tmp_path)), pipeline=NO_STAGES
+    )
     gateway = Gateway(settings)
-    with pytest.raises(ValueError, match="endpoint"):
+    with pytest.raises(OSError, match=r"store\.path: cannot open the local store"):
         gateway.start()
     assert gateway.queue is None and not gateway.ready()

@@ -16,7 +16,8 @@ telemetry: {otlp_endpoint: "http://otel-collector:4317", interval_s: 60}
 logging: {level: info, format: json}
 engine:                                                 # handed to the engine (EngineSettings)
   queue: {directory: /var/lib/tokentrace/queue}
-  exporter: {endpoint: "https://backend:4317", protocol: grpc}
+  exporter: {endpoint: "https://backend:4317", protocol: grpc}   # no endpoint: the local store only
+  store: {path: /var/lib/tokentrace/spans.duckdb, keep_local: true}  # `tokentrace report --store` reads it
   pipeline: {pipeline: [normalise, enrich, flags, redact, sample]}
 ```
 
@@ -426,7 +427,8 @@ def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(
         prog="tokentrace gateway",
         description="Receive OTLP (gRPC :4317, HTTP :4318), run the tokentrace processor pipeline, "
-        "queue durably and forward to any OTLP backend.",
+        "queue durably and forward to any OTLP backend, or without one keep the spans in the local store "
+        "that `tokentrace report` reads.",
     )
     parse.add_argument("--config", metavar="FILE", help=f"YAML configuration file (or ${CONFIG_ENV})")
     parse.add_argument("--check", action="store_true", help="validate the configuration and exit")

@@ -9,9 +9,10 @@ so a client's retry is not processed twice and nothing acknowledged is ever drop
 Threads: receivers' threads run decode and the pipeline (under one lock: stages keep state), a poller
 releases spans the tail sampler held once their trace is decided, and ``exporter.concurrency``
 workers take batches from the queue, send them, retry retryable failures for as long as it takes and
-commit the queue's position once the backend accepted. ``shutdown`` stops intake, releases every held
-span into the queue, drains the queue within the timeout and leaves the rest on disk for the next
-start.
+commit the queue's position once the backend accepted (or, without a backend, once the local store
+committed the batch: :mod:`tokentrace.gateway.store_export`). ``shutdown`` stops intake, releases
+every held span into the queue, drains the queue within the timeout and leaves the rest on disk for
+the next start.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ class Gateway:
         self.pipeline = pipeline
         self._exporter = exporter
         self._owns_exporter = exporter is None
+        self._exporter_stats: Any = None  # the exporter's own counters (the local store's), kept past shutdown
         self.queue: PersistentQueue | None = None
         self._stats = _Stats()
         self._pipeline_lock = threading.Lock()
@@ -133,7 +135,19 @@ class Gateway:
         if self._started:
             return
         if self._exporter is None:  # first: a bad exporter setting must not leave the queue open
-            self._exporter = build_exporter(self.settings.exporter)
+            destination = self.settings.destination
+            if destination == "backend":
+                self._exporter = build_exporter(self.settings.exporter)
+            else:  # imported here: a gateway with a backend alone never loads DuckDB (~15 MiB)
+                from tokentrace.gateway.store_export import build_engine_exporter
+
+                self._exporter = build_engine_exporter(self.settings)
+                logger.info(
+                    "tokentrace gateway: spans go to %s; local store %s",
+                    "the backend and the local store" if destination == "backend+store" else "the local store only",
+                    self.settings.store.resolved_path(),
+                )
+        self._exporter_stats = getattr(self._exporter, "stats", None)
         self._stop_poll.clear()
         self._stop_export.clear()
         self._threads = []
@@ -416,4 +430,15 @@ class Gateway:
             "redelivered_batches": queue.redelivered_records if queue is not None else 0,
             "export_latency_avg_s": stats.export_latency_s_sum / batches if batches else 0.0,
             "export_latency_max_s": stats.export_latency_s_max,
+            **self._store_stats(),
         }
+
+    def _store_stats(self) -> dict[str, float]:
+        """The local store's counters (0 without one, so the metrics are the same set either way)."""
+        figures = {"store_written": 0, "store_duplicates": 0, "store_passthrough_dropped": 0}
+        if self._exporter_stats is not None:
+            try:
+                figures.update(self._exporter_stats())
+            except Exception:
+                logger.debug("tokentrace gateway: exporter stats failed", exc_info=True)
+        return figures

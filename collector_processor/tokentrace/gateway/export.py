@@ -121,7 +121,15 @@ class GrpcExporter(Exporter):
             endpoint = parsed.netloc
         if settings.insecure:
             secure = False
-        options = [("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.primary_user_agent", USER_AGENT)]
+        # the channel reconnects on its own schedule (by default backing off up to 120 s): keep it within the
+        # exporter's own retry backoff, or sending resumes long after a backend that was down is back
+        reconnect_ms = max(100, round(settings.max_backoff_s * 1000))
+        options = [
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.primary_user_agent", USER_AGENT),
+            ("grpc.initial_reconnect_backoff_ms", min(1000, reconnect_ms)),
+            ("grpc.max_reconnect_backoff_ms", reconnect_ms),
+        ]
         if secure:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(settings.ca_file) if settings.ca_file else None,

@@ -20,8 +20,9 @@ and the CRC cover kind, count and payload, and count is what the payload holds (
 straight to the file descriptor (no user-space buffer), so an acknowledged record is in the kernel and
 survives the process being killed; ``fsync`` (``always``, or every ``interval``) makes it survive
 power loss. On open, each segment is scanned; a torn tail (short or bad CRC) of the last segment is cut
-off, and reading resumes at the committed position, so a crash re-sends at most the batches that were
-in flight (counted as ``redelivered``).
+off, and reading resumes at the committed position. The committed position advances only over an
+unbroken run of accepted batches, so a crash re-sends the batches in flight plus any accepted behind
+one still being retried (counted as ``redelivered``), never loses one.
 """
 
 from __future__ import annotations

@@ -4,11 +4,14 @@
 
     queue: {directory: /var/lib/tokentrace/queue, fsync: "interval:200", max_bytes: 1073741824}
     exporter: {endpoint: "https://backend:4317", protocol: grpc, headers: {x-api-key: ...}, compression: gzip}
+    store: {path: /var/lib/tokentrace/spans.duckdb, keep_local: true, retention_days: 30}
     pipeline: {pipeline: [normalise, enrich, flags, redact, span_metrics, sample], sample: {probability: 0.1}}
     poll_interval_s: 0.25
 
 Without a ``pipeline`` section the processor's own configuration applies (``TOKENTRACE_PROCESSOR_CONFIG``,
-``TOKENTRACE_PIPELINE``, ``TOKENTRACE_<STAGE>__<KEY>``), the same as in-process.
+``TOKENTRACE_PIPELINE``, ``TOKENTRACE_<STAGE>__<KEY>``), the same as in-process. Without an exporter
+endpoint (or with ``protocol: store``) spans go to the embedded local store, as in-process; ``store``
+says where and for how long, and ``keep_local: true`` keeps that copy next to a backend.
 """
 
 from __future__ import annotations
@@ -79,9 +82,16 @@ class QueueSettings:
         raise ValueError(f"queue.fsync: expected one of {FSYNC_POLICIES}, got {self.fsync!r}")
 
 
+EXPORTER_PROTOCOLS = ("grpc", "http", "store")
+
+
 @dataclass(frozen=True)
 class ExporterSettings:
-    """Where the gateway sends: an OTLP backend over gRPC or HTTP (protobuf).
+    """Where the gateway sends: an OTLP backend over gRPC or HTTP (protobuf), or the local store.
+
+    No ``endpoint`` means the embedded store (``protocol: store`` says so explicitly), the same
+    default as in-process: a gateway without a backend keeps what it accepted rather than refusing
+    to start.
 
     ``endpoint``: ``host:port`` or ``http(s)://host:port`` for gRPC (``https`` or ``ca_file`` means
     TLS); the base URL for HTTP (``/v1/traces`` etc. are appended unless ``traces_path`` etc. are
@@ -91,7 +101,7 @@ class ExporterSettings:
     """
 
     endpoint: str = ""
-    protocol: str = "grpc"  # grpc | http
+    protocol: str = "grpc"  # grpc | http | store
     headers: dict[str, str] = field(default_factory=dict)
     compression: str = "gzip"  # gzip | none
     timeout_s: float = 10.0
@@ -110,8 +120,13 @@ class ExporterSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.endpoint, str):
             raise ValueError("exporter.endpoint: expected a string")
-        if self.protocol not in ("grpc", "http"):
-            raise ValueError(f"exporter.protocol: expected 'grpc' or 'http', got {self.protocol!r}")
+        if self.protocol not in EXPORTER_PROTOCOLS:
+            raise ValueError(f"exporter.protocol: expected 'grpc', 'http' or 'store', got {self.protocol!r}")
+        if self.protocol == "store" and self.endpoint:
+            raise ValueError(
+                f"exporter.endpoint is {self.endpoint!r} but exporter.protocol is 'store' (no backend): remove the "
+                "endpoint, or set protocol to 'grpc' or 'http' and store.keep_local: true to keep a local copy too"
+            )
         if self.compression not in ("gzip", "none"):
             raise ValueError(f"exporter.compression: expected 'gzip' or 'none', got {self.compression!r}")
         if not isinstance(self.headers, Mapping) or not all(
@@ -129,11 +144,51 @@ class ExporterSettings:
         if bool(self.client_cert_file) != bool(self.client_key_file):
             raise ValueError("exporter.client_cert_file and client_key_file go together")
 
+    @property
+    def has_backend(self) -> bool:
+        """Whether spans go to an OTLP backend (else to the local store only)."""
+        return bool(self.endpoint) and self.protocol != "store"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The embedded local store (DuckDB, read by ``tokentrace report``): where spans go without a backend.
+
+    ``path``: the file; empty means ``TOKENTRACE_STORE_PATH``, else ``./tokentrace.duckdb`` (the
+    gateway's working directory), where ``tokentrace report`` looks. ``keep_local``: with a backend,
+    also write every span here (a batch counts as delivered once both have it). ``retention_days``
+    / ``max_rows`` bound the file (None: unbounded). ``timeout_s``: how long one write waits for
+    another process (an app, ``tokentrace report``) to let go of the file before the batch is retried.
+    """
+
+    path: str = ""
+    keep_local: bool = False
+    retention_days: float | None = 30.0
+    max_rows: int | None = 5_000_000
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str):
+            raise ValueError("store.path: expected a file path")
+        if not isinstance(self.keep_local, bool):
+            raise ValueError(f"store.keep_local: expected true or false, got {self.keep_local!r}")
+        if self.retention_days is not None:
+            _positive("store.retention_days", self.retention_days)
+        if self.max_rows is not None:
+            _positive("store.max_rows", self.max_rows, integer=True)
+        _positive("store.timeout_s", self.timeout_s)
+
+    def resolved_path(self) -> str:
+        from tokentrace.store.schema import default_path
+
+        return self.path or str(default_path())
+
 
 @dataclass(frozen=True)
 class EngineSettings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     exporter: ExporterSettings = field(default_factory=ExporterSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     pipeline: dict[str, Any] | None = None  # processor config mapping; None: from TOKENTRACE_* / the file
     poll_interval_s: float = 0.25  # how often held spans (tail sampling) are polled
     max_batch_spans: int = 0  # informational for receivers; 0 = no limit
@@ -143,10 +198,19 @@ class EngineSettings:
             raise ValueError("queue: expected a mapping")
         if not isinstance(self.exporter, ExporterSettings):
             raise ValueError("exporter: expected a mapping")
+        if not isinstance(self.store, StoreSettings):
+            raise ValueError("store: expected a mapping")
         if self.pipeline is not None and not isinstance(self.pipeline, Mapping):
             raise ValueError("pipeline: expected a mapping (the processor configuration)")
         _positive("poll_interval_s", self.poll_interval_s)
         _positive("max_batch_spans", self.max_batch_spans, integer=True, zero=True)
+
+    @property
+    def destination(self) -> str:
+        """``store`` (no backend), ``backend``, or ``backend+store`` (``store.keep_local``)."""
+        if not self.exporter.has_backend:
+            return "store"
+        return "backend+store" if self.store.keep_local else "backend"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> EngineSettings:
@@ -154,7 +218,7 @@ class EngineSettings:
         data = dict(data or {})
         _unknown(cls, data, "engine")
         values: dict[str, Any] = {}
-        for name, section in (("queue", QueueSettings), ("exporter", ExporterSettings)):
+        for name, section in (("queue", QueueSettings), ("exporter", ExporterSettings), ("store", StoreSettings)):
             raw = data.pop(name, None) or {}
             if not isinstance(raw, Mapping):
                 raise ValueError(f"{name}: expected a mapping")

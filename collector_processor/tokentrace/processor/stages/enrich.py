@@ -169,7 +169,9 @@ def metadata_fingerprint(attributes: dict[str, Any]) -> str:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
+    if type(value) is int:  # the usual case, first
+        return value
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
@@ -289,13 +291,16 @@ class EnrichStage(PassThroughTiming):
         if has_cost and not self.config.reprice:
             return
         model = attributes.get(semconv.RESPONSE_MODEL) or attributes.get(semconv.REQUEST_MODEL)
+        cache_write = None
+        for key in _CACHE_WRITE_KEYS:  # the released name first, then the development one
+            cache_write = _int(attributes.get(key))
+            if cache_write is not None:
+                break
         usage = Usage(
             input_tokens=_int(attributes.get(semconv.USAGE_INPUT_TOKENS)),
             output_tokens=_int(attributes.get(semconv.USAGE_OUTPUT_TOKENS)),
             cache_read_input_tokens=_int(attributes.get(semconv.USAGE_CACHE_READ_INPUT_TOKENS)),
-            cache_creation_input_tokens=next(
-                (v for v in (_int(attributes.get(k)) for k in _CACHE_WRITE_KEYS) if v is not None), None
-            ),
+            cache_creation_input_tokens=cache_write,
             reasoning_output_tokens=_int(attributes.get(semconv.USAGE_REASONING_OUTPUT_TOKENS)),
         )
         if not model or not usage.known:
@@ -313,13 +318,18 @@ class EnrichStage(PassThroughTiming):
 
 
 def _set_cost(span: SpanData, cost: Cost) -> None:
-    span.set(semconv.USAGE_COST_AMOUNT, cost.total)
-    span.set(semconv.USAGE_COST_CURRENCY, CURRENCY)
-    span.set(semconv.USAGE_COST_SOURCE, cost.source)
-    span.set(semconv.COST_INPUT, cost.input)
-    span.set(semconv.COST_OUTPUT, cost.output)
-    span.set(semconv.COST_PRICING_MODEL, cost.pricing_model)
-    span.set(semconv.COST_PRICING_VERSION, cost.pricing_version)
+    span.attributes.update(  # one update, in the order of seven span.set calls
+        {
+            semconv.USAGE_COST_AMOUNT: cost.total,
+            semconv.USAGE_COST_CURRENCY: CURRENCY,
+            semconv.USAGE_COST_SOURCE: cost.source,
+            semconv.COST_INPUT: cost.input,
+            semconv.COST_OUTPUT: cost.output,
+            semconv.COST_PRICING_MODEL: cost.pricing_model,
+            semconv.COST_PRICING_VERSION: cost.pricing_version,
+        }
+    )
+    span.changed = True
     span.pop(semconv.COST_UNAVAILABLE_REASON)
 
 

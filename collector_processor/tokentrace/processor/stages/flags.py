@@ -168,7 +168,7 @@ def load_detector(name: str) -> Detector:
                      f"{ENTRY_POINT_GROUP!r} entry points")
 
 
-def _finish_reasons(attributes: dict[str, Any], outputs: list[dict[str, Any]]) -> set[str]:
+def _finish_reasons(attributes: dict[str, Any], outputs: Iterable[dict[str, Any]]) -> set[str]:
     reasons = attributes.get(semconv.RESPONSE_FINISH_REASONS)
     found = {reasons} if isinstance(reasons, str) else {str(r) for r in reasons or ()}
     for message in outputs:
@@ -230,6 +230,9 @@ class FlagsStage(PassThroughTiming):
     def evaluate(self, span: SpanData) -> set[str]:
         """The names of the flags ``span`` raises (without changing it)."""
         attributes = span.attributes
+        if (not self.detectors and semconv.OUTPUT_MESSAGES not in attributes
+                and semconv.INPUT_MESSAGES not in attributes):
+            return self._evaluate_without_content(span, attributes)
         raised: set[str] = set()
         checks = self.checks
         operation = attributes.get(semconv.OPERATION_NAME)
@@ -293,6 +296,33 @@ class FlagsStage(PassThroughTiming):
                         name = getattr(finding, "name", None)
                         if isinstance(name, str) and name:
                             raised.add(name)
+        return raised
+
+    def _evaluate_without_content(self, span: SpanData, attributes: dict[str, Any]) -> set[str]:
+        """:meth:`evaluate` for a span without captured messages (content capture is off by default):
+        the same rules, minus those that read an answer or a prompt, which cannot fire here."""
+        raised: set[str] = set()
+        checks = self.checks
+        operation = attributes.get(semconv.OPERATION_NAME)
+        output_tokens = _int(attributes.get(semconv.USAGE_OUTPUT_TOKENS))
+        max_tokens = _int(attributes.get(semconv.REQUEST_MAX_TOKENS))
+        reasons = _finish_reasons(attributes, ())
+        failed = semconv.ERROR_TYPE in attributes or span.status_code == STATUS_ERROR
+        if operation not in _NO_ANSWER_OPERATIONS:
+            if not failed and output_tokens == 0 and semconv.FLAG_EMPTY in checks:
+                raised.add(semconv.FLAG_EMPTY)
+            if semconv.FLAG_TRUNCATED in checks and (
+                reasons & TRUNCATION_REASONS
+                or (max_tokens and output_tokens is not None and output_tokens >= max_tokens)
+            ):
+                raised.add(semconv.FLAG_TRUNCATED)
+            if (not failed and semconv.FLAG_TOO_SHORT in checks and output_tokens and self.config.short_ratio
+                    and max_tokens and output_tokens < self.config.short_ratio * max_tokens):
+                raised.add(semconv.FLAG_TOO_SHORT)
+            if semconv.FLAG_REFUSAL in checks and reasons & FILTER_REASONS:
+                raised.add(semconv.FLAG_REFUSAL)
+        if semconv.FLAG_TOOL_ERROR in checks and operation == "execute_tool" and failed:
+            raised.add(semconv.FLAG_TOOL_ERROR)
         return raised
 
     def _asks_for_detail(self, attributes: dict[str, Any]) -> bool:

@@ -42,6 +42,7 @@ from tokentrace.processor.stages.enrich import config_from_mapping
 NAME = "redact"
 MODES = ("flag", "mask", "hash")
 SALT_ENV = "TOKENTRACE_REDACT_SALT"
+_KEY_SETS_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class RedactStage(PassThroughTiming):
         )
         self._gate = frozenset(config.attributes) | (frozenset(pii.GENAI_MARKERS) if config.prefixes else frozenset())
         self.replacer: Callable[[str, str], str] | None = None
+        self._content_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         if config.mode == "mask":
             self.replacer = pii.mask_replacer
         elif config.mode == "hash":
@@ -84,10 +86,20 @@ class RedactStage(PassThroughTiming):
 
     def process(self, batch: list[SpanData]) -> list[SpanData]:
         keys, prefixes, gate = self.config.attributes, self.config.prefixes, self._gate
+        known = self._content_keys
         for span in batch:
             if gate.isdisjoint(span.attributes):  # no content key, no GenAI marker: the cheap way out
                 continue
-            found_keys = pii.content_keys(span.attributes, keys, prefixes)
+            # Which keys carry content depends on the key names alone, and GenAI spans of one
+            # instrumentation have the same few key sets: remember the answer per key set (in order,
+            # as content_keys lists them) instead of testing every key against the prefixes again.
+            names = tuple(span.attributes)
+            found_keys = known.get(names)
+            if found_keys is None:
+                found_keys = tuple(pii.content_keys(span.attributes, keys, prefixes))
+                if len(known) >= _KEY_SETS_LIMIT:
+                    known.clear()
+                known[names] = found_keys
             if found_keys:
                 try:
                     self._redact(span, found_keys)
@@ -95,7 +107,7 @@ class RedactStage(PassThroughTiming):
                     pass
         return batch
 
-    def _redact(self, span: SpanData, keys: list[str]) -> None:
+    def _redact(self, span: SpanData, keys: tuple[str, ...] | list[str]) -> None:
         attributes = span.attributes
         found: set[str] = set()
         for key in keys:

@@ -1,0 +1,75 @@
+"""The fast attribute decoder (span bytes -> entry cache) against the plain one, value for value."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from tests.gateway.backend import genai_request
+from tokentrace.gateway import otlp_codec
+from tokentrace.gateway.otlp_codec import decode_attributes, decode_request, encode_value, span_attributes
+
+scalars = st.one_of(
+    st.text(max_size=40),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.binary(max_size=20),
+    st.none(),
+)
+values = st.one_of(
+    scalars,
+    st.lists(scalars, max_size=4),
+    st.dictionaries(st.text(max_size=8), scalars, max_size=3),
+    st.text(min_size=300, max_size=400),  # longer than the cache takes
+)
+
+
+def span_with(attributes: list[tuple[str, object]]) -> trace_pb2.Span:
+    return trace_pb2.Span(
+        trace_id=b"\x01" * 16,
+        span_id=b"\x02" * 8,
+        name="chat",
+        start_time_unix_nano=1,
+        end_time_unix_nano=2,
+        flags=0x301,
+        status=trace_pb2.Status(code=2, message="boom"),
+        attributes=[common_pb2.KeyValue(key=key, value=encode_value(value)) for key, value in attributes],
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "gen_ai.x", "ü", ""]), values), max_size=8))
+def test_same_as_the_plain_decoder_twice_over(attributes: list[tuple[str, object]]) -> None:
+    span = span_with(attributes)
+    expected = decode_attributes(span.attributes)
+    for _ in range(2):  # the second time from the cache
+        got = span_attributes(span.SerializeToString())
+        assert got == expected
+        assert list(got) == list(expected)  # same key order, duplicates resolved the same way
+        assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
+
+
+def test_cached_lists_are_fresh_per_span() -> None:
+    span = span_with([("gen_ai.response.finish_reasons", ["stop"])])
+    for _ in range(3):  # decoded, then twice from the cache
+        got = span_attributes(span.SerializeToString())
+        assert got["gen_ai.response.finish_reasons"] == ["stop"]
+        got["gen_ai.response.finish_reasons"].append("length")  # a stage editing its span's list
+
+
+def test_the_cache_stays_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(otlp_codec, "_ENTRY_CACHE_LIMIT", 10)
+    for index in range(50):
+        span_attributes(span_with([("gen_ai.response.id", f"id-{index}")]).SerializeToString())
+    assert len(otlp_codec._scalar_entries) <= 10
+
+
+def test_decode_request_matches_the_plain_decoder() -> None:
+    request = genai_request(8, 4, seed=3, error=True)
+    spans = [span for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
+    decoded = decode_request(request).spans
+    assert [d.attributes for d in decoded] == [decode_attributes(span.attributes) for span in spans]
+    assert all(d.decoded == d.attributes and d.decoded is not d.attributes for d in decoded)
