@@ -11,7 +11,8 @@ commands:
   demo      run a real OpenAI SDK workload against a local simulator, instrumented, and print
             each call's model, tokens, cost and latency with the totals
   gateway   run the standalone OTLP gateway: receive OTLP (gRPC 4317, HTTP 4318), run the processor
-            pipeline, queue durably and forward to any OTLP backend (`tokentrace gateway --help`)
+            pipeline, queue durably and forward to any OTLP backend or the local store
+            (`tokentrace gateway --help`)
   report    cost, latency, failures, quality and what-ifs from the local store
             (tokentrace report --help)
   version   print the version
