@@ -80,6 +80,7 @@ def test_a_full_file(tmp_path: Path) -> None:
         ),
         ("auth:\n  bearer_tokens: [a, 3, {x: 1}]\n", "auth.bearer_tokens[2]: expected a string, got a mapping"),
         ("telemetry:\n  otlp_protocol: thrift\n", "otlp_protocol: expected 'grpc' or 'http/protobuf'"),
+        ("telemetry:\n  temporality: sometimes\n", "telemetry.temporality: expected 'cumulative' or 'delta'"),
         ("logging:\n  level: loud\n", "logging.level: expected debug, info"),
         ("- a\n- b\n", "expected a mapping at the top level, got a list"),
         ("receivers: {grpc: {port: 1}\n", "not valid YAML"),
@@ -200,3 +201,23 @@ def test_shutdown_delay_may_be_zero_but_not_negative(tmp_path: Path) -> None:
     assert load(write(tmp_path, "shutdown_delay_s: 5\n"), environ={}).shutdown_delay_s == 5.0
     with pytest.raises(ConfigError, match="shutdown_delay_s: must be >= 0"):
         load(write(tmp_path, "shutdown_delay_s: -1\n"), environ={})
+
+
+@pytest.mark.parametrize("temporality", ["delta", "cumulative"])
+def test_metric_temporality_reaches_the_otlp_exporter(tmp_path: Path, temporality: str) -> None:
+    from opentelemetry.sdk.metrics import Counter, Histogram
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    from tokentrace.gateway.telemetry import meter_provider
+
+    config = load(
+        write(tmp_path, f"telemetry: {{otlp_endpoint: 'http://127.0.0.1:9', temporality: {temporality}}}\n"), environ={}
+    )
+    provider = meter_provider(config.telemetry)
+    try:
+        (reader,) = provider._metric_readers
+        wanted = AggregationTemporality.DELTA if temporality == "delta" else AggregationTemporality.CUMULATIVE
+        assert reader._exporter._preferred_temporality[Counter] == wanted
+        assert reader._exporter._preferred_temporality[Histogram] == wanted
+    finally:
+        provider.shutdown(timeout_millis=1000)

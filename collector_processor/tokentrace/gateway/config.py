@@ -156,10 +156,13 @@ class TelemetrySettings:
     otlp_headers: dict[str, str] = field(default_factory=dict)
     interval_s: float = 60.0
     service_name: str = "tokentrace-gateway"
+    temporality: str = "cumulative"  # cumulative | delta (span metrics and self-telemetry counters)
 
     def validate(self, path: str) -> None:
         if self.otlp_protocol not in ("grpc", "http/protobuf"):
             raise ConfigError(f"{path}.otlp_protocol: expected 'grpc' or 'http/protobuf', got {self.otlp_protocol!r}")
+        if self.temporality not in ("cumulative", "delta"):
+            raise ConfigError(f"{path}.temporality: expected 'cumulative' or 'delta', got {self.temporality!r}")
         if self.interval_s <= 0:
             raise ConfigError(f"{path}.interval_s: must be > 0")
 

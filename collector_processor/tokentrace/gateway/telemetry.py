@@ -144,7 +144,13 @@ def meter_provider(settings: TelemetrySettings, readers: list[Any] | None = None
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         else:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        exporter = OTLPMetricExporter(endpoint=settings.otlp_endpoint, headers=dict(settings.otlp_headers) or None)
+        from tokentrace.processor.stages.span_metrics import preferred_temporality
+
+        exporter = OTLPMetricExporter(
+            endpoint=settings.otlp_endpoint,
+            headers=dict(settings.otlp_headers) or None,
+            preferred_temporality=preferred_temporality(settings.temporality),
+        )
         readers = [PeriodicExportingMetricReader(exporter, export_interval_millis=settings.interval_s * 1000)]
     return MeterProvider(metric_readers=readers, resource=Resource.create({"service.name": settings.service_name}))
 
