@@ -17,7 +17,7 @@ from opentelemetry.metrics import MeterProvider, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from tokentrace.core import semconv
-from tokentrace.core.attempts import API_KEY_ALIAS, describe_attempts, status_class
+from tokentrace.core.attempts import API_KEY_ALIAS, AttemptSummary, describe_attempts, status_class
 from tokentrace.core.background import background
 from tokentrace.core.call import GenAICall
 from tokentrace.core.instruments import create_health_instruments, create_instruments
@@ -141,9 +141,11 @@ class Recorder:
                 self._set_attributes(call, span, cost, end_reason, ended_at)
             except Exception:
                 report("setting response attributes")
+            attempts = None
             if call.attempts:
                 with swallow("recording HTTP attempts"):
-                    self._record_attempts(call, span)
+                    attempts = describe_attempts(call.attempts)
+                    self._record_attempts(attempts, span)
             if self.settings.capture_content.enabled:
                 with swallow("capturing content"):
                     self._capture_content(call, span)
@@ -153,9 +155,9 @@ class Recorder:
                     span.set_attribute(semconv.ERROR_TYPE, call.error_type or "_OTHER")
             try:
                 if self.settings.metrics_in_background:
-                    background.submit(self._record_metrics, call, cost, ended_at)
+                    background.submit(self._record_metrics, call, cost, ended_at, attempts)
                 else:
-                    self._record_metrics(call, cost, ended_at)
+                    self._record_metrics(call, cost, ended_at, attempts)
             except Exception:
                 report("recording metrics")
         finally:
@@ -338,14 +340,14 @@ class Recorder:
             LogRecord(event_name=CONTENT_EVENT_NAME, attributes=attributes, context=context)
         )
 
-    def _record_attempts(self, call: GenAICall, span: Any) -> None:
+    @staticmethod
+    def _record_attempts(summary: AttemptSummary, span: Any) -> None:
         """Totals, request id and rate-limit headroom on the span; an event per attempt when retried."""
-        summary = describe_attempts(call.attempts)
         span.set_attributes(summary.attributes)
         for name, attributes, timestamp in summary.events:
             span.add_event(name, attributes, timestamp)
 
-    def _record_health(self, call: GenAICall) -> None:
+    def _record_health(self, call: GenAICall, summary: AttemptSummary | None) -> None:
         """Provider-health metrics (core/attempts.py): attempts by status, retry waits, headroom gauges,
         and output tokens per second of streams."""
         base: dict[str, Any] = {semconv.PROVIDER_NAME: call.provider}
@@ -353,8 +355,7 @@ class Recorder:
         if model:
             base[semconv.REQUEST_MODEL] = model
         health = self._health
-        if call.attempts:
-            summary = describe_attempts(call.attempts)
+        if summary is not None:
             for attempt in call.attempts:
                 labels = {**base, semconv.HTTP_STATUS_CLASS: status_class(attempt)}
                 if attempt.status is not None:
@@ -380,9 +381,11 @@ class Recorder:
             if elapsed > 0:
                 health.output_tokens_per_second.record(output / elapsed, base)
 
-    def _record_metrics(self, call: GenAICall, cost: Cost | None, ended_at: float) -> None:
+    def _record_metrics(
+        self, call: GenAICall, cost: Cost | None, ended_at: float, attempts: AttemptSummary | None = None
+    ) -> None:
         with swallow("recording provider-health metrics"):
-            self._record_health(call)
+            self._record_health(call, attempts)
         attributes: dict[str, Any] = {
             semconv.OPERATION_NAME: call.operation,
             semconv.PROVIDER_NAME: call.provider,
