@@ -238,7 +238,7 @@ def test_full_queue_refuses_with_overloaded_and_the_pipeline_never_sees_it(tmp_p
     stats = gateway.stats()
     assert stats["refused"] == 8 and stats["accepted"] == 8 * len(accepted)
     with pytest.raises(Overloaded):
-        gateway.ingest_passthrough("logs", b"x" * 30_000, "application/x-protobuf")
+        gateway.ingest_passthrough("logs", b"x" * 3_000, "application/x-protobuf")  # would fit an empty queue
     backend.start()
     backend.wait_for_spans(8 * len(accepted), timeout_s=15)
     gateway.shutdown(5)

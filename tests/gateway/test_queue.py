@@ -81,6 +81,38 @@ def test_memory_bound_limits_records_in_flight(directory):
     queue.close()
 
 
+def test_export_runs_at_most_max_unsettled_ahead_of_a_batch_being_retried(directory):
+    """One batch retried for long must not let the rest run ahead without bound: everything handed out
+    past the committed position is what a crash sends twice."""
+    queue = PersistentQueue(directory, fsync_interval_s=0, max_unsettled=3)
+    for index in range(10):
+        queue.append(KIND_TRACES, b"batch-%d" % index)
+    stuck = queue.get(timeout_s=1)  # the backend keeps refusing this one
+    delivered = []
+    while (record := queue.get(timeout_s=0.05)) is not None:
+        queue.ack(record)  # the others are accepted at once...
+        delivered.append(record.payload)
+    assert delivered == [b"batch-1", b"batch-2"]  # ...but only up to the bound
+    queue.close()
+    reopened = PersistentQueue(directory, fsync_interval_s=0)
+    assert reopened.redelivered_records == 3  # the stuck one and the two behind it: the bound
+    assert drain(reopened)[:3] == [b"batch-0", b"batch-1", b"batch-2"]
+    reopened.close()
+    assert stuck.payload == b"batch-0"
+
+
+def test_settling_the_oldest_batch_lets_export_run_ahead_again(directory):
+    queue = PersistentQueue(directory, fsync_interval_s=None, max_unsettled=2)
+    for index in range(4):
+        queue.append(KIND_TRACES, b"batch-%d" % index)
+    first, second = queue.get(timeout_s=1), queue.get(timeout_s=1)
+    queue.ack(second)  # acknowledged out of order: still unsettled behind the first
+    assert queue.get(timeout_s=0.05) is None
+    queue.ack(first)
+    assert [queue.get(timeout_s=1).payload for _ in range(2)] == [b"batch-2", b"batch-3"]
+    queue.close()
+
+
 def test_uncommitted_records_are_redelivered_after_reopen(directory):
     queue = PersistentQueue(directory, fsync_interval_s=0)
     for index in range(5):

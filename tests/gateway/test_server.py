@@ -169,6 +169,28 @@ def test_overload_with_the_real_queue_gives_retry_hints(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_request_larger_than_the_whole_queue_is_refused_for_good(tmp_path: Path, backend: FakeBackend) -> None:
+    """Retrying could never help, so no retry hint: 413 / RESOURCE_EXHAUSTED without RetryInfo, while a
+    request that fits is still taken in."""
+    server = GatewayServer(config_for(tmp_path, backend, **{"queue.max_bytes": 4096}))
+    server.start()
+    try:
+        assert server.http is not None and server.grpc is not None
+        client = Client(server.http.port)
+        huge = trace_request(200)
+        assert huge.ByteSize() > 4096
+        status, headers, _ = client.post("/v1/traces", huge.SerializeToString())
+        assert status == 413 and "retry-after" not in headers
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc.port}") as channel, pytest.raises(grpc.RpcError) as caught:
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(huge, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert rpc_status.from_call(caught.value) is None  # no RetryInfo: exporters must not retry it
+        assert server.engine.stats()["refused"] == 2 * 200
+        assert client.post("/v1/traces", trace_request(2).SerializeToString())[0] == 200
+    finally:
+        server.stop()
+
+
 def test_stop_is_idempotent_and_logs_json(tmp_path: Path, backend: FakeBackend) -> None:
     stream = io.StringIO()
     handler = logs.configure("info", "json", stream)

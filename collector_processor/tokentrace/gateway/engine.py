@@ -51,6 +51,11 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
+class TooLarge(Exception):
+    """A request bigger than the whole queue: it could never be taken in, so it is refused for good
+    (413 / RESOURCE_EXHAUSTED without a retry hint) instead of being retried forever."""
+
+
 @dataclass
 class IngestResult:
     accepted_spans: int
@@ -158,6 +163,8 @@ class Gateway:
             max_bytes=queue_settings.max_bytes,
             max_memory_bytes=queue_settings.max_memory_bytes,
             segment_bytes=queue_settings.segment_bytes,
+            # at least one batch per export worker, or some would idle while the rest retry
+            max_unsettled=max(queue_settings.max_unsettled_batches, self.settings.exporter.concurrency),
         )
         if self.queue.redelivered_records:
             logger.warning(
@@ -221,13 +228,16 @@ class Gateway:
 
     # --- intake -------------------------------------------------------------------------------------
 
-    def _enter(self, size: int) -> PersistentQueue:
+    def _enter(self, size: int, *, exact: bool = True) -> PersistentQueue:
         """Admit one request (or refuse it): counted as active until ``_leave`` so that shutdown waits for
-        it before releasing what the sampler holds (an acknowledged span must not be held after that)."""
+        it before releasing what the sampler holds (an acknowledged span must not be held after that).
+        ``exact``: ``size`` is the request's encoded size, not a guess, so it may be refused as too large."""
         with self._idle:
             queue = self.queue
             if not self._accepting or queue is None:
                 raise Overloaded("the gateway is not accepting (starting or shutting down)")
+            if exact and not queue.could_ever_hold(size):
+                raise TooLarge(f"the request ({size} bytes) is larger than the whole queue ({queue.max_bytes} bytes)")
             if not queue.has_room(size):
                 raise Overloaded(f"the queue is full ({queue.disk_bytes} bytes waiting)")
             self._active += 1
@@ -243,7 +253,7 @@ class Gateway:
         """Run ``request`` (an ExportTraceServiceRequest) through the pipeline into the queue."""
         try:
             queue = self._enter(request.ByteSize())
-        except Overloaded:
+        except (Overloaded, TooLarge):
             self._stats.refused += count_spans(request)
             raise
         try:
@@ -280,7 +290,7 @@ class Gateway:
 
     def ingest_traces_json(self, body: bytes) -> IngestResult:
         """OTLP/JSON; ``ValueError`` when the body cannot be decoded."""
-        self._enter(len(body) // 2)  # refuse before the decode work when full
+        self._enter(len(body) // 2, exact=False)  # refuse before the decode work when full
         self._leave()
         return self.ingest_traces(decode_json(body, "traces"))
 

@@ -22,7 +22,9 @@ survives the process being killed; ``fsync`` (``always``, or every ``interval``)
 power loss. On open, each segment is scanned; a torn tail (short or bad CRC) of the last segment is cut
 off, and reading resumes at the committed position. The committed position advances only over an
 unbroken run of accepted batches, so a crash re-sends the batches in flight plus any accepted behind
-one still being retried (counted as ``redelivered``), never loses one.
+one still being retried (counted as ``redelivered``), never loses one. ``max_unsettled`` bounds that
+window: no record is handed out while that many past the committed position are in flight or waiting
+for an earlier one, so a crash re-sends at most ``max_unsettled`` batches however long one retries.
 """
 
 from __future__ import annotations
@@ -85,12 +87,14 @@ class PersistentQueue:
         max_bytes: int = 1 << 30,
         max_memory_bytes: int = 64 << 20,
         segment_bytes: int = 16 << 20,
+        max_unsettled: int = 32,
     ) -> None:
         self.directory = directory
         self.fsync_interval_s = fsync_interval_s  # 0: always, None: never
         self.max_bytes = max_bytes
         self.max_memory_bytes = max_memory_bytes
         self.segment_bytes = segment_bytes
+        self.max_unsettled = max(1, max_unsettled)
         self._lock = threading.Lock()
         self._readable = threading.Condition(self._lock)
         self._sync_lock = threading.Lock()
@@ -226,6 +230,10 @@ class PersistentQueue:
         """Records appended (or recovered) and not yet acknowledged."""
         return self.recovered_records + self.appended - self.acked
 
+    def could_ever_hold(self, size: int) -> bool:
+        """Whether a record of ``size`` fits the byte bound at all, even with the queue empty."""
+        return size + HEADER.size + BODY_HEADER.size <= self.max_bytes
+
     def has_room(self, size: int) -> bool:
         with self._lock:
             return self.disk_bytes + size + HEADER.size <= self.max_bytes
@@ -311,7 +319,7 @@ class PersistentQueue:
             while True:
                 if self._closed:
                     return None
-                record = self._next_locked()
+                record = self._next_locked() if self._unsettled_locked() < self.max_unsettled else None
                 if record is not None:
                     if self._in_flight and self._in_flight_bytes + len(record.payload) > self.max_memory_bytes:
                         self._read_segment, self._read_offset = record.segment, record.offset  # not now
@@ -325,6 +333,10 @@ class PersistentQueue:
                 if remaining is not None and remaining <= 0:
                     return None
                 self._readable.wait(remaining if remaining is not None else 1.0)
+
+    def _unsettled_locked(self) -> int:
+        """Records handed out past the committed position: in flight, or acknowledged behind one that is."""
+        return len(self._in_flight) + len(self._done)
 
     def _next_locked(self) -> Record | None:
         while True:

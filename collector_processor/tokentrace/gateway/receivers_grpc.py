@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from tokentrace.gateway.config import Authenticator, GrpcSettings
-from tokentrace.gateway.engine import Overloaded
+from tokentrace.gateway.engine import Overloaded, TooLarge
 from tokentrace.gateway.otlp_codec import parse_request
 from tokentrace.gateway.telemetry import ReceiverCounters
 
@@ -113,6 +113,8 @@ class _Exporter:
                     response.partial_success.error_message = result.error_message
             else:
                 self.engine.ingest_passthrough(self.signal, body, PROTOBUF)
+        except TooLarge as exc:  # could never be queued: no retry hint, a retry would be refused the same way
+            raise _Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         except Overloaded as exc:
             delay = getattr(exc, "retry_after_s", 1.0) or 1.0
             raise _Refusal(

@@ -44,7 +44,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from tokentrace.gateway.config import Authenticator, HttpSettings
-from tokentrace.gateway.engine import Overloaded
+from tokentrace.gateway.engine import Overloaded, TooLarge
 from tokentrace.gateway.otlp_codec import decode_json, parse_request
 from tokentrace.gateway.telemetry import ReceiverCounters
 
@@ -444,6 +444,8 @@ class OtlpHandler(http.server.BaseHTTPRequestHandler):
                 engine.ingest_passthrough(signal, body, media)
         except HttpError:
             raise
+        except TooLarge as exc:  # could never be queued: a retry would be refused the same way
+            raise HttpError(413, str(exc), code=code_pb2.RESOURCE_EXHAUSTED) from None
         except Overloaded as exc:
             retry_after = max(1, math.ceil(getattr(exc, "retry_after_s", 1.0) or 1.0))
             # 429 while the engine runs but its queue is full; 503 while it starts or drains

@@ -48,6 +48,8 @@ class QueueSettings:
     process being killed; at most that much is lost on power loss), ``never`` (the OS decides).
     ``max_bytes`` bounds what waits on disk, ``max_memory_bytes`` what is held in memory in flight;
     past either the gateway refuses new data (``Overloaded``, a retryable answer) and never drops.
+    ``max_unsettled_batches`` bounds how far export may run ahead of a batch still being retried: the
+    most batches a crash can make the backend receive twice.
     """
 
     directory: str = "./tokentrace-queue"
@@ -55,6 +57,7 @@ class QueueSettings:
     max_bytes: int = 1024 * MIB
     max_memory_bytes: int = 64 * MIB
     segment_bytes: int = 16 * MIB
+    max_unsettled_batches: int = 32
 
     def __post_init__(self) -> None:
         if not isinstance(self.directory, str) or not self.directory:
@@ -63,6 +66,7 @@ class QueueSettings:
         _positive("queue.max_bytes", self.max_bytes, integer=True)
         _positive("queue.max_memory_bytes", self.max_memory_bytes, integer=True)
         _positive("queue.segment_bytes", self.segment_bytes, integer=True)
+        _positive("queue.max_unsettled_batches", self.max_unsettled_batches, integer=True)
 
     @property
     def fsync_interval_s(self) -> float | None:
