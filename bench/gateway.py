@@ -52,13 +52,23 @@ def payloads(batch_spans: int, count: int) -> list[bytes]:
     return [genai_request(traces, spans_per_trace, seed=index).SerializeToString() for index in range(count)]
 
 
-def gateway(directory: str) -> Gateway:
+def gateway(directory: str, metrics: bool = False) -> Gateway:
+    """The engine; ``metrics``: with an SDK MeterProvider recording the span metrics, as a gateway with
+    ``telemetry.otlp_endpoint`` set runs (without one, the metrics API is the no-op default)."""
     settings = EngineSettings(
         queue=QueueSettings(directory=directory, fsync="never"),
         exporter=ExporterSettings(endpoint="unused:4317"),
         pipeline=PIPELINE,
     )
-    engine = Gateway(settings, exporter=NullExporter())
+    meter_provider = None
+    if metrics:
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from tokentrace.gateway.config import TelemetrySettings
+        from tokentrace.gateway.telemetry import meter_provider as gateway_meter_provider
+
+        meter_provider = gateway_meter_provider(TelemetrySettings(), [InMemoryMetricReader()])
+    engine = Gateway(settings, exporter=NullExporter(), meter_provider=meter_provider)
     engine.start()
     return engine
 
@@ -70,7 +80,7 @@ def cpu_rate(bodies: list[bytes], spans: int, run) -> float:
     return len(bodies) * spans / (time.process_time() - started)
 
 
-def throughput(batch_spans: int, batches: int, profile: bool) -> None:
+def throughput(batch_spans: int, batches: int, profile: bool, metrics: bool = False) -> None:
     bodies = payloads(batch_spans, batches)
     parse = ExportTraceServiceRequest.FromString
 
@@ -78,7 +88,7 @@ def throughput(batch_spans: int, batches: int, profile: bool) -> None:
         parse(body).SerializeToString()
 
     with tempfile.TemporaryDirectory() as directory:
-        engine = gateway(directory)
+        engine = gateway(directory, metrics)
 
         def ingest(body: bytes) -> None:
             engine.ingest_traces(parse(body))
@@ -103,12 +113,13 @@ def throughput(batch_spans: int, batches: int, profile: bool) -> None:
         stats = engine.stats()
     engine_rate = sorted(engine_rates)[len(engine_rates) // 2]
     base_rate = sorted(base_rates)[len(base_rates) // 2]
+    label = f"{batch_spans:>4}-span batches{' + span metrics to an SDK MeterProvider' if metrics else ''}"
     print(
-        f"{batch_spans:>4}-span batches: engine {engine_rate:>9,.0f} spans/s per core | protobuf parse+serialise "
+        f"{label}: engine {engine_rate:>9,.0f} spans/s per core | protobuf parse+serialise "
         f"{base_rate:>10,.0f} spans/s | ratio {engine_rate / base_rate:.3f} | exported {stats['exported']:.0f} of "
         f"{stats['accepted']:.0f} (sampling 0.1)"
     )
-    if batch_spans == 512:
+    if batch_spans == 512 and not metrics:
         verdict = "met" if engine_rate >= GOAL_SPANS_PER_S else "NOT met"
         print(f"  goal >= {GOAL_SPANS_PER_S:,} spans/s per core for 512-span batches: {verdict}")
 
@@ -204,6 +215,7 @@ def main() -> None:
     print(f"pid {os.getpid()}, {os.cpu_count()} cores visible; pipeline: default stages, sample {PIPELINE['sample']}")
     throughput(512, args.batches, False)
     throughput(10, args.batches * 40, False)
+    throughput(512, args.batches // 2, False, metrics=True)
     if not args.skip_memory:  # a fresh process: the throughput phase's allocations must not count
         subprocess.run(
             [sys.executable, __file__, "--memory-only", "--memory-seconds", str(args.memory_seconds)], check=False
