@@ -3,7 +3,8 @@
 Real boto3 ``bedrock-runtime`` clients against the local Bedrock Runtime test server (127.0.0.1):
 ``converse``, ``invoke_model`` (body read and replayed) and, for two stream lengths each,
 ``converse_stream`` and ``invoke_model_with_response_stream``. Also the cost for a non-Bedrock botocore
-call going through the same wrapped ``_make_api_call`` (it must be ~0).
+call going through the same wrapped ``_make_api_call`` (it must be ~0), and the per-request cost of
+the HTTP-attempt hook (``tokentrace/instrumentation/_botocore_http.py``), inside and outside a call.
 
 The server runs in a child process (see ``server_process``). Run:
 ``/tmp/venv/bin/python bench/providers/bedrock.py``
@@ -95,6 +96,7 @@ def main() -> None:
         print_figures("bedrock (botocore bedrock-runtime, local server)", figures, chunk_figures)
     print_in_process_chunk_cost()
     print_provider_code_cost()
+    print_attempt_hook_cost()
 
 
 def print_provider_code_cost(number: int = 5000) -> None:
@@ -196,6 +198,50 @@ def print_in_process_chunk_cost(events: int = 2000, repeats: int = 7) -> None:
             list(stream)
             best = min(best, (time.perf_counter() - start - bare) / events * 1e6)
         print(f"{name:<34}{'':>14}{best:>12.2f}  µs/event")
+
+
+def print_attempt_hook_cost(number: int = 20000, repeats: int = 5) -> None:
+    """CPU time of the botocore attempt hook per HTTP request: its ``before-send`` and
+    ``response-received`` handlers as botocore calls them, for a request inside an instrumented call
+    (an attempt recorded: a 200, or a 429 with its AWS error code) and outside one (a watched
+    client's other traffic: two context-variable reads). Best of N; recording at the call's end
+    (events, metrics) is part of the per-call figures above."""
+    import time
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest, HeadersDict
+    from botocore.credentials import Credentials
+
+    from tokentrace.core.attempts import CURRENT_CALL
+    from tokentrace.core.call import GenAICall
+    from tokentrace.instrumentation import _botocore_http
+
+    request = AWSRequest(method="POST", url="https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse")
+    SigV4Auth(Credentials("AKIDBENCH", "secret"), "bedrock", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    headers = HeadersDict({"x-amzn-RequestId": "0f2d-bench", "Content-Type": "application/json"})
+    answers = {
+        "200": ({"status_code": 200, "headers": headers, "body": b""}, {"ResponseMetadata": {}}),
+        "429": ({"status_code": 429, "headers": headers, "body": b""}, {"Error": {"Code": "ThrottlingException"}}),
+    }
+    call = GenAICall("chat", "aws.bedrock", HAIKU)
+    on_send, on_received = _botocore_http._on_send, _botocore_http._on_received
+    print("== botocore attempt hook, per HTTP request (CPU, both handlers)")
+    for label, inside in (("inside a call, 200", "200"), ("inside a call, 429", "429"), ("outside a call", None)):
+        response, parsed = answers[inside or "200"]
+        token = CURRENT_CALL.set(call if inside else None)
+        try:
+            best = float("inf")
+            for _ in range(repeats):
+                call.attempts.clear()
+                start = time.process_time()
+                for _ in range(number):
+                    on_send(request=prepared, event_name="before-send.bedrock-runtime.Converse")
+                    on_received(response_dict=response, parsed_response=parsed, exception=None, context={})
+                best = min(best, (time.process_time() - start) / number * 1e6)
+        finally:
+            CURRENT_CALL.reset(token)
+        print(f"{label:<34}{'':>14}{best:>12.2f}  µs")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,15 @@ def test_converse_span_has_every_attribute(server: BedrockServer, client: Any, t
     assert cost == pytest.approx(expected_cost(HAIKU, reply), abs=1e-9)
     assert attributes.pop(semconv.COST_INPUT) + attributes.pop(semconv.COST_OUTPUT) == pytest.approx(cost, abs=1e-12)
     assert attributes.pop(semconv.COST_PRICING_VERSION).startswith("genai-prices ")
+    # botocore's HTTP attempts (tokentrace/instrumentation/_botocore_http.py; tests/providers/test_bedrock_health.py)
+    http = {k: attributes.pop(k) for k in list(attributes) if k.startswith(("tokentrace.http.", "tokentrace.api_key."))}
+    assert http.pop("tokentrace.api_key.alias").startswith("key-")
+    assert http == {
+        "tokentrace.http.attempts": 1,
+        "tokentrace.http.retry_wait": 0,
+        "tokentrace.http.failed_attempts.duration": 0,
+    }
+    assert attributes.pop("tokentrace.request_id") == "req-0001"
     assert attributes == {
         semconv.OPERATION_NAME: "chat",
         semconv.PROVIDER_NAME: "aws.bedrock",

@@ -19,8 +19,12 @@ model id change behaviour: ``midstream-error`` (an exception event after the fir
 ``midstream-throttling`` sends ``throttlingException``), ``noheaders`` (no token-count headers),
 ``nocache`` (no cache counts), ``tooluse`` (Converse replies add a tool call), ``headerskew``
 (headers count 1000 more input tokens than the body), ``~n=<words>`` (reply length). Request-level
-failures are queued with :meth:`BedrockServer.fail_next` (HTTP status + AWS error code, a truncated body, or a dropped
-connection), which also lets tests drive botocore's retries.
+failures are queued with :meth:`BedrockServer.fail_next` (HTTP status + AWS error code, a truncated body, a dropped
+connection, or a stall past the client's read timeout) and served to the next requests in order, so
+``fail_next(429, "ThrottlingException", times=2)`` fails the first two attempts of the next call and
+lets tests drive botocore's retries. Error replies are Bedrock's: the status, a ``{"message": ...}``
+JSON body with Bedrock's own message for the code, ``x-amzn-ErrorType``, ``x-amzn-RequestId``, and
+optionally a retry hint (``x-amz-retry-after`` in milliseconds, ``Retry-After`` in seconds).
 """
 
 from __future__ import annotations
@@ -45,12 +49,26 @@ EMBED_DIMENSIONS = 8
 _LENGTH = re.compile(r"~n=(\d+)")
 
 
+# What Bedrock Runtime says for the errors tests inject (the body is ``{"message": ...}``).
+AWS_MESSAGES = {
+    "ThrottlingException": "Too many requests, please wait before trying again.",
+    "ServiceUnavailableException": "Bedrock is unable to process your request.",
+    "ModelNotReadyException": "Model is not ready to serve inference requests. The AWS SDK will automatically "
+    "retry the operation up to 5 times. For information about configuring automatic retries, see Retry "
+    "behavior in the AWS SDKs and Tools reference guide.",
+    "InternalServerException": "The system encountered an unexpected error during processing. Try your request again.",
+}
+
+
 @dataclass
 class Failure:
     status: int
     code: str
-    message: str = "injected failure"
-    kind: str = "error"  # "error" | "truncate" (cut the body short) | "drop" (close without answering)
+    message: str | None = None  # None: Bedrock's own message for the code
+    kind: str = "error"  # "error" | "truncate" (cut the body short) | "drop" (close without answering) | "stall"
+    retry_after_ms: int | None = None  # sent as x-amz-retry-after (botocore's standard mode honours it)
+    retry_after_s: int | None = None  # sent as Retry-After
+    stall_s: float = 1.0  # "stall": wait this long, then close without answering
 
 
 @dataclass
@@ -389,13 +407,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers(status, {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})})
         self.wfile.write(data)
 
-    def _error(self, status: int, code: str, message: str) -> None:
-        body: dict[str, Any] = {"message": message}
+    def _error(self, status: int, code: str, message: str | None, headers: dict[str, str] | None = None) -> None:
+        body: dict[str, Any] = {"message": AWS_MESSAGES.get(code, "injected failure") if message is None else message}
         if code == "ModelErrorException":
             body.update({"originalStatusCode": 500, "resourceName": "model"})
-        self._json(status, body, {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"})
+        error_type = {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"}
+        self._json(status, body, {**error_type, **(headers or {})})
 
     def _fail(self, failure: Failure) -> None:
+        if failure.kind == "stall":  # the client's read timeout fires first; then hang up without answering
+            self.server.owner.closing.wait(failure.stall_s)
+            self.close_connection = True
+            return
         if failure.kind == "drop":
             self.close_connection = True
             self.connection.shutdown(2)
@@ -411,7 +434,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
-        self._error(failure.status, failure.code, failure.message)
+        hints = {}
+        if failure.retry_after_ms is not None:
+            hints["x-amz-retry-after"] = str(failure.retry_after_ms)
+        if failure.retry_after_s is not None:
+            hints["Retry-After"] = str(failure.retry_after_s)
+        self._error(failure.status, failure.code, failure.message, hints)
 
     def _stream(self, events: list[bytes], headers: dict[str, str] | None = None) -> None:
         self._headers(
@@ -449,6 +477,7 @@ class BedrockServer:
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.replies: list[Reply] = []
         self._failures: deque[Failure] = deque()
+        self.closing = threading.Event()  # ends stalls early when the server shuts down
         self._lock = threading.Lock()
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
@@ -463,9 +492,23 @@ class BedrockServer:
     def port(self) -> int:
         return int(self._httpd.server_address[1])
 
-    def fail_next(self, status: int, code: str, times: int = 1, kind: str = "error", message: str = "injected") -> None:
+    def fail_next(
+        self,
+        status: int,
+        code: str,
+        times: int = 1,
+        kind: str = "error",
+        message: str | None = None,
+        *,
+        retry_after_ms: int | None = None,
+        retry_after_s: int | None = None,
+        stall_s: float = 1.0,
+    ) -> None:
+        """Fail the next ``times`` requests (whatever their operation): ``kind`` "error" answers
+        ``status`` with AWS error ``code``; "truncate", "drop" and "stall" are transport faults."""
+        failure = Failure(status, code, message, kind, retry_after_ms, retry_after_s, stall_s)
         with self._lock:
-            self._failures.extend(Failure(status, code, message, kind) for _ in range(times))
+            self._failures.extend(failure for _ in range(times))
 
     def take_failure(self) -> Failure | None:
         with self._lock:
@@ -482,6 +525,7 @@ class BedrockServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.closing.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 

@@ -10,6 +10,7 @@ Bedrock hosts). Zero code: ``opentelemetry-instrument python app.py`` (entry poi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from tokentrace.core.instrumentor import LibraryInstrumentor, Target
 from tokentrace.core.recorder import Recorder
@@ -30,6 +31,22 @@ class BedrockInstrumentor(LibraryInstrumentor):
         from tokentrace.instrumentation.bedrock._patch import BedrockTracer
 
         yield "botocore.client", "BaseClient", "_make_api_call", BedrockTracer(recorder).wrapper()
+
+    def _instrument(self, **kwargs: Any) -> None:
+        super()._instrument(**kwargs)
+        if self.recorder.settings.http_attempts:  # botocore's own HTTP attempts (httpx's hook never sees them)
+            from tokentrace.instrumentation import _botocore_http
+
+            _botocore_http.install()
+            self._botocore_http_installed = True
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        super()._uninstrument(**kwargs)
+        if getattr(self, "_botocore_http_installed", False):
+            from tokentrace.instrumentation import _botocore_http
+
+            _botocore_http.uninstall()
+            self._botocore_http_installed = False
 
 
 __all__ = ["BedrockInstrumentor"]

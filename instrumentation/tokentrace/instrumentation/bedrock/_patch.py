@@ -3,7 +3,9 @@
 Every botocore client method (``client.converse(...)``) is generated at run time and calls
 ``self._make_api_call(operation_name, api_params)``; wrapping that one method covers every client
 created before or after instrumenting, and sits *outside* botocore's retry loop (retries happen in
-``_make_request`` → ``Endpoint.make_request``), so an app call retried three times is one span.
+``_make_request`` → ``Endpoint.make_request``), so an app call retried three times is one span; each
+HTTP attempt inside it is recorded by :mod:`tokentrace.instrumentation._botocore_http`, whose event
+handlers the wrapper registers on a client the first time it makes a traced call.
 Calls of other services and other Bedrock operations pass straight through.
 """
 
@@ -17,6 +19,7 @@ from tokentrace.core.invoke import run_sync
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import report
 from tokentrace.core.wrapping import past_other_instrumentations
+from tokentrace.instrumentation import _botocore_http
 from tokentrace.instrumentation.bedrock import _requests, _responses
 from tokentrace.instrumentation.bedrock._stream import TracedEventStream
 
@@ -107,6 +110,10 @@ class BedrockTracer:
                 described = describe(instance, args, kwargs)
                 if described is not None:
                     calls.append(described[0])
+                    try:
+                        _botocore_http.watch(instance)  # this client's HTTP attempts, from now on
+                    except Exception:
+                        report("watching botocore's HTTP attempts")
                 return described
 
             def send(*send_args: Any, **send_kwargs: Any) -> Any:
@@ -114,9 +121,11 @@ class BedrockTracer:
                 target = past_other_instrumentations(wrapped, _OTHER_INSTRUMENTATIONS) if calls else wrapped
                 try:
                     return target(*send_args, **send_kwargs)
-                except Exception as error:
+                except BaseException as error:
                     if calls:
-                        _classify(calls[0], error)
+                        _botocore_http.abandon(error)
+                        if isinstance(error, Exception):
+                            _classify(calls[0], error)
                     raise
 
             return run_sync(recorder, describe_and_keep, send, instance, args, kwargs, handle)
