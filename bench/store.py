@@ -5,7 +5,10 @@
 
 Ingest is timed from SpanData batches (what the pipeline hands the store) to committed rows, in
 batches of ``--batch``; next to it, in the same run, the cost of the row conversion alone (the
-Python part) as a baseline ratio. Then ``build_report`` (every section) over the whole file, and a
+Python part) as a baseline ratio. Spans carry what an instrumented httpx-based SDK records: attempt
+totals, request id, key alias and two rate-limit buckets on every call, and ``tokentrace.http.attempt``
+events on the ~5 % retried and the failed calls (``--no-health`` leaves all that out, as spans of
+older versions). Then ``build_report`` (every section) over the whole file, and a
 filtered report (one tenant, last hour). Figures are printed, never asserted.
 """
 
@@ -18,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from opentelemetry.sdk.trace import Event
+
 from tokentrace.processor.model import SpanData
 from tokentrace.report.queries import Filters, build_report
 from tokentrace.store.rows import to_row
@@ -28,7 +33,52 @@ TENANTS = tuple(f"tenant-{n}" for n in range(50))
 TEMPLATES = tuple(f"{n:016x}" for n in range(200))
 
 
-def make_batch(rng: random.Random, size: int, now_ns: int, window_s: float) -> list[SpanData]:
+class _Origin:
+    """What the in-process exporter's ``ReadableSpan`` offers the row conversion: its events."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, events: tuple[Event, ...]) -> None:
+        self.events = events
+
+
+def _attempt_event(number: int, status: int, duration: float, wait: float | None) -> Event:
+    attributes: dict[str, object] = {
+        "tokentrace.http.attempt.number": number,
+        "tokentrace.http.attempt.duration": duration,
+        "http.response.status_code": status,
+        "tokentrace.request_id": f"req_{number}",
+    }
+    if status >= 400:
+        attributes["error.type"] = str(status)
+    if wait is not None:
+        attributes["tokentrace.http.wait_before_next"] = wait
+    return Event("tokentrace.http.attempt", attributes)
+
+
+def add_health(rng: random.Random, attributes: dict[str, object]) -> tuple[Event, ...]:
+    """Attempt totals, request id, key alias and headroom as the recorder sets them; the events of a
+    retried (429 then 200) or failed call."""
+    failed = "error.type" in attributes
+    retried = not failed and rng.random() < 0.05
+    events: tuple[Event, ...] = ()
+    attributes["tokentrace.http.attempts"] = 2 if retried else 1
+    attributes["tokentrace.http.retry_wait"] = 0.5 if retried else 0.0
+    attributes["tokentrace.http.failed_attempts.duration"] = 0.1 if retried or failed else 0.0
+    attributes["tokentrace.request_id"] = f"req_{rng.getrandbits(48):012x}"
+    attributes["tokentrace.api_key.alias"] = "key-1a2b3c4d"
+    for bucket, limit in (("requests", 10_000), ("tokens", 2_000_000)):
+        attributes[f"tokentrace.ratelimit.{bucket}.limit"] = limit
+        attributes[f"tokentrace.ratelimit.{bucket}.remaining"] = rng.randint(0, limit)
+        attributes[f"tokentrace.ratelimit.{bucket}.reset"] = rng.random() * 60
+    if retried:
+        events = (_attempt_event(1, 429, 0.1, 0.5), _attempt_event(2, 200, 1.0, None))
+    elif failed:
+        events = (_attempt_event(1, 429, 0.1, None),)
+    return events
+
+
+def make_batch(rng: random.Random, size: int, now_ns: int, window_s: float, health: bool = True) -> list[SpanData]:
     batch = []
     for _ in range(size):
         model = rng.choice(MODELS)
@@ -50,6 +100,7 @@ def make_batch(rng: random.Random, size: int, now_ns: int, window_s: float) -> l
             attributes["error.type"] = "openai.RateLimitError"
         if rng.random() < 0.3:
             attributes["gen_ai.response.time_to_first_chunk"] = rng.random()
+        events = add_health(rng, attributes) if health else ()
         batch.append(
             SpanData(
                 trace_id=rng.getrandbits(128),
@@ -61,6 +112,7 @@ def make_batch(rng: random.Random, size: int, now_ns: int, window_s: float) -> l
                 end_ns=start + rng.randint(10**7, 5 * 10**9),
                 attributes=attributes,
                 resource={"service.name": "bench"},
+                origin=_Origin(events),
             )
         )
     return batch
@@ -70,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--no-health", dest="health", action="store_false", help="spans without attempt info")
     args = parser.parse_args()
     rng = random.Random(42)
     now_ns = time.time_ns()
@@ -81,7 +134,7 @@ def main() -> None:
         ingest = convert = 0.0
         written = 0
         while written < args.spans:
-            batch = make_batch(rng, min(args.batch, args.spans - written), now_ns, 7 * 86400)
+            batch = make_batch(rng, min(args.batch, args.spans - written), now_ns, 7 * 86400, args.health)
             started = time.perf_counter()
             for span in batch:
                 to_row(span)

@@ -16,16 +16,31 @@ from tokentrace.core.usage import Usage
 from tokentrace.report.queries import Filters, bucket_width_us, build_report
 from tokentrace.store.writer import StoreWriter, connect
 
-from .spans import llm_span
+from .spans import attempt_events, health, llm_span
+
+THROTTLED = (3, 13, 23, 33, 43, 53, 63)  # rate limited: three 429s, the SDK's retries exhausted
+RETRIED = tuple(range(5, 100, 10))  # a 500, then a 200
+
+
+def _attempts(i: int) -> tuple[dict[str, Any], Any]:
+    """Provider-health attributes and attempt events of call ``i`` (headroom shrinking as calls go on)."""
+    buckets = {"requests": (100, 100 - i % 60), "tokens": (10_000, 10_000 - 90 * i)}
+    if i in THROTTLED:
+        return health(3, 0.02, 0.03, f"req_{i}", "key-known000", **buckets), attempt_events(429, 429, 429)
+    if i in RETRIED:
+        return health(2, 0.01, 0.005, f"req_{i}", "key-known000", **buckets), attempt_events(500, 200)
+    return health(1, 0.0, 0.0, f"req_{i}", "key-known000", **buckets), None
 
 
 @pytest.fixture(scope="module")
 def known_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """100 calls with durations 0.01..1.00 s, fixed costs, 7 rate-limit errors, 3 flags, 2 tenants."""
+    """100 calls with durations 0.01..1.00 s, fixed costs, 7 rate-limit errors, 3 flags, 2 tenants; 124
+    HTTP attempts (21 throttled, 10 server errors)."""
     path = tmp_path_factory.mktemp("report") / "known.duckdb"
     spans = []
     for i in range(1, 101):
         model = "gpt-4o" if i % 4 == 0 else "gpt-4o-mini"  # 25 gpt-4o calls
+        attempts, events = _attempts(i)
         spans.append(
             llm_span(
                 start_s=i * 60.0,
@@ -34,12 +49,14 @@ def known_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 cost=0.05 if model == "gpt-4o" else 0.002,
                 input_tokens=1000,
                 output_tokens=100 if model == "gpt-4o" else 50,
-                error_type="RateLimitError" if i in (3, 13, 23, 33, 43, 53, 63) else None,
+                error_type="RateLimitError" if i in THROTTLED else None,
                 tokentrace__tenant="acme" if i <= 60 else "globex",
                 tokentrace__prompt__fingerprint="tpl-summarise" if i % 2 else "tpl-classify",
                 tokentrace__flags=("refusal",) if i in (10, 20, 30) else (),
                 gen_ai__usage__cache_read__input_tokens=500 if model == "gpt-4o" else 0,
                 gen_ai__response__time_to_first_chunk=i / 1000 if i % 5 == 0 else None,
+                extra=attempts,
+                events=events,
             )
         )
     # a non-LLM span is stored but never counted as a call
@@ -108,6 +125,22 @@ def test_filters_window_model_tenant_template(known_store: Path) -> None:
     assert _report(known_store, filters=Filters(services=["nope"]))["summary"]["calls"] == 0
 
 
+def test_provider_health_over_the_known_calls(known_store: Path) -> None:
+    section = _report(known_store)["provider_health"]
+    t = section["totals"]
+    assert (t["attempts"], t["throttled_attempts"], t["other_failed_attempts"], t["retried_calls"]) == (124, 21, 10, 17)
+    assert t["throttling_rate"] == pytest.approx(21 / 124) and t["error_rate"] == pytest.approx(10 / 124)
+    assert t["lost_s"] == pytest.approx(7 * 0.05 + 10 * 0.015)
+    assert sum(row["attempts"] for row in section["over_time"]) == 124
+    lowest = section["headroom"][0]  # tokens fall by 90 a call: the last gpt-4o call (100) has the least
+    assert (lowest["model"], lowest["bucket"], lowest["lowest"], lowest["request_id"]) == (
+        "gpt-4o",
+        "tokens",
+        pytest.approx(0.1),
+        "req_100",
+    )
+
+
 def test_what_if_prices_the_same_tokens_on_candidates(known_store: Path) -> None:
     report = _report(known_store, candidates=["openai:gpt-4.1-nano", "openai:gpt-4o-mini", "openai:no-such-model"])
     what_if = {row["model"]: row for row in report["what_if"]["models"]}
@@ -148,6 +181,7 @@ def test_cli_json_terminal_html_and_errors(known_store: Path, tmp_path: Path) ->
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
     assert data["summary"]["calls"] == 25 and round(data["summary"]["cost_usd"], 2) == 1.25
+    assert data["provider_health"]["totals"]["attempts"] == 25  # gpt-4o calls: none throttled or retried
     terminal = _cli("--store", str(known_store), "--since", "2026-01-01T00:00:00Z")
     assert terminal.returncode == 0, terminal.stderr
     for heading in (
@@ -157,16 +191,27 @@ def test_cli_json_terminal_html_and_errors(known_store: Path, tmp_path: Path) ->
         "Quality flags",
         "Token efficiency",
         "Cost over time",
+        "Provider health over time",
+        "Headroom at peak",
         "What if",
     ):
         assert heading in terminal.stdout
     assert "$1.40" in terminal.stdout
+    assert "Provider health: 124 HTTP attempts for 100 calls" in terminal.stdout
     page = tmp_path / "r.html"
     html = _cli("--store", str(known_store), "--html", str(page))
     assert html.returncode == 0, html.stderr
     text = page.read_text()
     assert "http://" not in text and "https://" not in text  # self-contained
-    for chart in ("cost-over-time", "latency-distribution", "cost-by-model", "cost-by-template"):
+    for chart in (
+        "cost-over-time",
+        "latency-distribution",
+        "cost-by-model",
+        "cost-by-template",
+        "throttling-over-time",
+        "retry-time-by-model",
+        "headroom-lowest",
+    ):
         assert f'data-chart="{chart}"' in text
     missing = _cli("--store", str(tmp_path / "none.duckdb"))
     assert missing.returncode == 2 and "no store" in missing.stderr

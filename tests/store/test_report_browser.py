@@ -1,8 +1,8 @@
-"""The HTML report in a real headless Chromium: every chart draws its bars.
+"""The HTML report in a real headless Chromium: every chart draws its bars, provider health's too.
 
-Each chart has its own bar colour, so counting that colour's pixels in a screenshot tells which
-charts rendered. The screenshot is kept in ``artifacts/report.png`` (``TOKENTRACE_ARTIFACTS``
-overrides the folder) for a person to look at.
+Each chart has its own bar colour (the throttling chart one per series), so counting that colour's
+pixels in a screenshot of the whole page tells which charts rendered. The screenshot is kept in
+``artifacts/report.png`` (``TOKENTRACE_ARTIFACTS`` overrides the folder) for a person to look at.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tokentrace.report.html import CHART_COLOURS, render
+from tokentrace.report.html import CHART_COLOURS, SERIES_COLOURS, render
 from tokentrace.report.queries import build_report
 from tokentrace.store.writer import connect
 
@@ -51,7 +51,7 @@ def test_html_report_renders_every_chart_in_chromium(known_store: Path, tmp_path
             "--disable-gpu",
             "--hide-scrollbars",
             "--force-device-scale-factor=1",
-            "--window-size=1200,1000",
+            "--window-size=1200,5000",  # the whole page: provider health comes after the tables
             f"--screenshot={shot}",
             page.as_uri(),
         ],
@@ -62,10 +62,16 @@ def test_html_report_renders_every_chart_in_chromium(known_store: Path, tmp_path
     )
     assert completed.returncode == 0 and shot.exists(), completed.stderr[-2000:]
     image = Image.open(shot).convert("RGB")
-    counts = dict.fromkeys(CHART_COLOURS, 0)
-    wanted = {_rgb(colour): name for name, colour in CHART_COLOURS.items()}
+    # each chart's colour, and the throttling chart's second series (its first is the chart's colour)
+    colours = {**CHART_COLOURS, "error-rate": SERIES_COLOURS["error-rate"]}
+    assert SERIES_COLOURS["throttling-rate"] == CHART_COLOURS["throttling-over-time"]
+    counts = dict.fromkeys(colours, 0)
+    wanted = {_rgb(colour): name for name, colour in colours.items()}
+    assert len(wanted) == len(colours)  # no two charts or series share a colour
     for count, pixel in image.getcolors(maxcolors=1 << 20) or []:
         if pixel in wanted:
             counts[wanted[pixel]] += count
-    # every chart drew bars covering a visible area (a bar is at least a few hundred pixels)
+    # every chart drew bars covering a visible area (a bar is at least a few hundred pixels), among them
+    # provider health's: throttling and error rates over time, time lost by model, lowest headroom
+    assert {"throttling-over-time", "error-rate", "retry-time-by-model", "headroom-lowest"} <= counts.keys()
     assert all(count > 500 for count in counts.values()), counts

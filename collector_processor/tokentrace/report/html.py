@@ -7,11 +7,11 @@ import json
 from html import escape
 from typing import Any
 
-from tokentrace.report.terminal import _pct, _secs, _usd
+from tokentrace.report.terminal import _count, _pct, _secs, _usd, without_attempt_info
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1f24;padding:0 1rem}
-h1{font-size:1.5rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ddd}
+h1{font-size:1.5rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ddd} h3{font-size:1rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem} td,th{padding:.2rem .7rem;border-bottom:1px solid #eee}
 td{text-align:right} td:first-child,th:first-child{text-align:left}
 .charts{display:grid;grid-template-columns:1fr 1fr;gap:1.5rem} figure{margin:0}
@@ -26,7 +26,11 @@ CHART_COLOURS = {
     "latency-distribution": "#2a9d8f",
     "cost-by-model": "#e76f51",
     "cost-by-template": "#8e44ad",
+    "throttling-over-time": "#f4a261",  # its first series (throttling rate); SERIES_COLOURS has the other
+    "retry-time-by-model": "#c9a000",
+    "headroom-lowest": "#4f8a2b",
 }
+SERIES_COLOURS = {"throttling-rate": CHART_COLOURS["throttling-over-time"], "error-rate": "#b5179e"}
 
 
 def _tooltip(label: str, value: str) -> str:
@@ -65,6 +69,43 @@ def _bar_chart(name: str, labels: list[str], values: list[float], fmt: Any, *, h
                 f'width="{max(column * 0.8, 1):.1f}" height="{max(bar, 1):.1f}">{_tooltip(label, fmt(value))}</rect>'
             )
             if len(values) <= 12 or i % max(1, len(values) // 8) == 0:
+                parts.append(f'<text x="{x:.1f}" y="{height - 8}">{escape(label[:14])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _grouped_bar_chart(name: str, labels: list[str], series: list[tuple[str, str, list[float]]], fmt: Any) -> str:
+    """Side-by-side bars per label, one colour per series (``(key, title, values)``; colours from
+    :data:`SERIES_COLOURS`), with a legend."""
+    width, height = 520, 260
+    every = [value for _, _, values in series for value in values]
+    top = max(every) if every and max(every) > 0 else 1.0
+    styles = "".join(f'svg[data-chart="{name}"] .{key}{{fill:{SERIES_COLOURS[key]}}}' for key, _, _ in series)
+    parts = [
+        f"<style>{styles}</style>",
+        f'<svg class="chart" data-chart="{escape(name)}" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img">',
+    ]
+    for index, (key, title, _) in enumerate(series):
+        x = 10 + index * 170
+        parts.append(f'<rect class="{key}" x="{x}" y="4" width="10" height="10"></rect>')
+        parts.append(f'<text x="{x + 14}" y="13">{escape(title)}</text>')
+    if not labels:
+        parts.append('<text x="10" y="40">no data</text>')
+    else:
+        column = (width - 20) / len(labels)
+        bar = column * 0.8 / len(series)
+        step = -(-len(labels) // 8)  # at most 8 labels, so they never overlap
+        for i, label in enumerate(labels):
+            x = 10 + i * column
+            for j, (key, title, values) in enumerate(series):
+                length = (height - 60) * values[i] / top
+                parts.append(
+                    f'<rect class="{key}" x="{x + j * bar:.1f}" y="{height - 25 - length:.1f}" '
+                    f'width="{max(bar, 1):.1f}" height="{max(length, 1):.1f}">'
+                    f"{_tooltip(f'{label} {title}', fmt(values[i]))}</rect>"
+                )
+            if i % step == 0:
                 parts.append(f'<text x="{x:.1f}" y="{height - 8}">{escape(label[:14])}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -209,6 +250,7 @@ def render(report: dict[str, Any]) -> str:
             ],
         )
     )
+    sections.extend(_health_section(report["provider_health"]))
     what_if = report["what_if"]
     sections.append("<h2>What if: the same tokens on a cheaper model</h2>")
     sections.append(
@@ -237,3 +279,194 @@ def render(report: dict[str, Any]) -> str:
         f"<style>{_STYLE}</style></head><body>{''.join(sections)}"
         f'<script type="application/json" id="report-data">{data}</script></body></html>'
     )
+
+
+_BY_MODEL_HEADERS = [
+    "provider",
+    "model",
+    "calls",
+    "attempts/call",
+    "retried",
+    "429s",
+    "429 rate",
+    "other errors",
+    "error rate",
+    "time lost",
+    "of call time",
+]
+_WORST_HEADERS = [
+    "started",
+    "provider",
+    "model",
+    "request id",
+    "attempts",
+    "429s",
+    "retry wait",
+    "failed attempts",
+    "lost",
+    "call duration",
+]
+
+
+def _rates_by_bucket(over_time: list[dict[str, Any]]) -> tuple[list[str], list[float], list[float]]:
+    """Throttling and error rates per time bucket, all providers together (the table has them apart)."""
+    buckets: dict[str, list[int]] = {}
+    for row in over_time:
+        totals = buckets.setdefault(row["bucket_start"], [0, 0, 0])
+        totals[0] += row["counted_attempts"] or 0
+        totals[1] += row["throttled_attempts"] or 0
+        totals[2] += row["other_failed_attempts"] or 0
+    seconds = over_time[0]["bucket_seconds"] if over_time else 60
+    labels = [start[11:16] if seconds >= 60 else start[11:19] for start in buckets]
+    throttling = [t[1] / t[0] if t[0] else 0.0 for t in buckets.values()]
+    errors = [t[2] / t[0] if t[0] else 0.0 for t in buckets.values()]
+    return labels, throttling, errors
+
+
+def _health_section(health: dict[str, Any]) -> list[str]:
+    parts = ['<h2 id="provider-health">Provider health</h2>']
+    if not health["available"]:
+        parts.append(f'<p class="note">{escape(health["note"] or "No LLM calls in the window.")}</p>')
+        return parts
+    t = health["totals"]
+    parts.append(
+        f"<p><b>{t['attempts']:,}</b> HTTP attempts for {t['calls_with_attempts']:,} calls "
+        f"({t['attempts_per_call']:.2f} per call, {t['retried_calls']:,} retried): throttled (429) "
+        f"<b>{escape(_pct(t['throttling_rate']))}</b>, other errors <b>{escape(_pct(t['error_rate']))}</b> of "
+        f"attempts; <b>{escape(_secs(t['lost_s']))}</b> lost to retries ({escape(_pct(t['lost_share']))} of "
+        "call time).</p>"
+    )
+    if health["note"]:
+        parts.append(f'<p class="note">{escape(health["note"])}</p>')
+    labels, throttling, errors = _rates_by_bucket(health["over_time"])
+    lost = [r for r in health["by_model"] if r["lost_s"]]
+    charts = [
+        (
+            "throttling-over-time",
+            "Throttling and error rates of attempts over time",
+            _grouped_bar_chart(
+                "throttling-over-time",
+                labels,
+                [("throttling-rate", "throttled (429)", throttling), ("error-rate", "other errors", errors)],
+                _pct,
+            ),
+        ),
+        (
+            "retry-time-by-model",
+            "Time lost to retries by model",
+            _bar_chart(
+                "retry-time-by-model",
+                [f"{r['provider']}:{r['model']}" for r in lost],
+                [r["lost_s"] for r in lost],
+                _secs,
+                horizontal=True,
+            ),
+        ),
+        (
+            "headroom-lowest",
+            "Lowest rate-limit headroom (remaining / limit)",
+            _bar_chart(
+                "headroom-lowest",
+                [f"{r['model']} {r['bucket']} {r['key_alias'] or ''}" for r in health["headroom"]],
+                [r["lowest"] for r in health["headroom"]],
+                _pct,
+                horizontal=True,
+            ),
+        ),
+    ]
+    parts.append(
+        '<div class="charts">'
+        + "".join(
+            f'<figure id="{name}"><figcaption>{escape(title)}</figcaption>{svg}</figure>' for name, title, svg in charts
+        )
+        + "</div>"
+    )
+    parts.append("<h3>Attempts and time lost to retries</h3>")
+    parts.append(
+        _table(
+            _BY_MODEL_HEADERS,
+            [
+                [
+                    str(r["provider"]),
+                    str(r["model"]),
+                    f"{r['calls']:,}",
+                    f"{r['attempts_per_call']:.2f}",
+                    f"{r['retried_calls']:,}",
+                    _count(r["throttled_attempts"]),
+                    _pct(r["throttling_rate"]),
+                    _count(r["other_failed_attempts"]),
+                    _pct(r["error_rate"]),
+                    _secs(r["lost_s"]),
+                    _pct(r["lost_share"]),
+                ]
+                for r in health["by_model"]
+                if r["calls_with_attempts"]
+            ],
+        )
+    )
+    missing = without_attempt_info(health)
+    if missing:
+        parts.append(f'<p class="note">{escape(missing)}</p>')
+    parts.append("<h3>Over time</h3>")
+    parts.append(
+        _table(
+            ["from", "provider", "attempts", "429s", "429 rate", "other errors", "error rate"],
+            [
+                [
+                    r["bucket_start"],
+                    str(r["provider"]),
+                    f"{r['attempts']:,}",
+                    _count(r["throttled_attempts"]),
+                    _pct(r["throttling_rate"]),
+                    _count(r["other_failed_attempts"]),
+                    _pct(r["error_rate"]),
+                ]
+                for r in health["over_time"]
+            ],
+        )
+    )
+    parts.append("<h3>Worst calls by time lost to retries</h3>")
+    parts.append(
+        _table(
+            _WORST_HEADERS,
+            [
+                [
+                    r["start_time"],
+                    str(r["provider"]),
+                    str(r["model"]),
+                    r["request_id"] or "—",
+                    f"{r['attempts']:,}",
+                    _count(r["throttled_attempts"]),
+                    _secs(r["retry_wait_s"]),
+                    _secs(r["failed_attempts_s"]),
+                    _secs(r["lost_s"]),
+                    _secs(r["duration_s"]),
+                ]
+                for r in health["worst_calls"]
+            ],
+        )
+        if health["worst_calls"]
+        else '<p class="note">No call was retried or had a failed attempt.</p>'
+    )
+    parts.append("<h3>Headroom at peak</h3>")
+    parts.append(
+        _table(
+            ["provider", "model", "bucket", "key", "lowest", "remaining / limit", "at", "request id"],
+            [
+                [
+                    str(r["provider"]),
+                    str(r["model"]),
+                    r["bucket"],
+                    r["key_alias"] or "—",
+                    _pct(r["lowest"]),
+                    f"{r['remaining']:,.0f} / {r['limit']:,.0f}",
+                    r["at"],
+                    r["request_id"] or "—",
+                ]
+                for r in health["headroom"]
+            ],
+        )
+        if health["headroom"]
+        else '<p class="note">No rate-limit headers in these calls.</p>'
+    )
+    return parts

@@ -15,7 +15,10 @@ from typing import Any
 
 import duckdb
 
+from tokentrace.report.health import provider_health
+from tokentrace.report.rows import fetch_dicts, iso
 from tokentrace.report.whatif import what_if
+from tokentrace.store.schema import COLUMNS
 
 PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 GROUPS = {
@@ -83,14 +86,12 @@ def bucket_width_us(window_s: float, buckets: int) -> int:
     return width * 1_000_000
 
 
-def _rows(connection: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cursor = connection.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() + "Z" if isinstance(value, dt.datetime) else value
+def spans_source(connection: duckdb.DuckDBPyConnection) -> str:
+    """``spans``, or for a file of an older schema (read-only, so not migrated) a view of it with the
+    columns it lacks as typed NULLs: the report reads any version, and says "no attempt info" there."""
+    present = {row[0] for row in connection.execute("SELECT name FROM pragma_table_info('spans')").fetchall()}
+    missing = [f"NULL::{kind} AS {name}" for name, kind, _ in COLUMNS if name not in present]
+    return f"(SELECT *, {', '.join(missing)} FROM spans)" if missing else "spans"
 
 
 def build_report(
@@ -106,10 +107,10 @@ def build_report(
     filters = filters or Filters()
     where, params = filters.where()
     step = progress or (lambda _name: None)
-    calls = f"(SELECT * FROM spans WHERE {where})"
+    calls = f"(SELECT * FROM {spans_source(connection)} WHERE {where})"
 
     step("summary")
-    (summary,) = _rows(
+    (summary,) = fetch_dicts(
         connection,
         f"""
         SELECT count(*) AS calls,
@@ -123,13 +124,13 @@ def build_report(
         FROM {calls}""",
         params,
     )
-    summary = {key: _iso(value) for key, value in summary.items()}
+    summary = {key: iso(value) for key, value in summary.items()}
     summary["error_rate"] = summary["errors"] / summary["calls"] if summary["calls"] else 0.0
 
     step("top by cost")
     top_cost = {}
     for group, expression in GROUPS.items():
-        rows = _rows(
+        rows = fetch_dicts(
             connection,
             f"""
             SELECT {expression} AS key, count(*) AS calls, coalesce(sum(cost_usd), 0) AS cost_usd,
@@ -145,7 +146,7 @@ def build_report(
 
     step("latency")
     quantiles = ", ".join(str(p) for p in PERCENTILES)
-    latency = _rows(
+    latency = fetch_dicts(
         connection,
         f"""
         SELECT coalesce(response_model, request_model) AS model, operation, count(*) AS calls,
@@ -155,7 +156,7 @@ def build_report(
         FROM {calls} GROUP BY ALL ORDER BY calls DESC, model LIMIT ?""",
         [*params, top],
     )
-    (overall,) = _rows(
+    (overall,) = fetch_dicts(
         connection,
         f"""
         SELECT quantile_cont(duration_s, [{quantiles}]) AS duration_s,
@@ -167,7 +168,7 @@ def build_report(
         for key in ("duration_s", "time_to_first_chunk_s"):
             values = row[key]
             row[key] = dict(zip(("p50", "p90", "p95", "p99"), values, strict=False)) if values else None
-    histogram = _rows(
+    histogram = fetch_dicts(
         connection,
         f"""
         SELECT floor(log10(greatest(duration_s, 0.001)) * 4) / 4 AS log10_bin, count(*) AS calls
@@ -176,7 +177,7 @@ def build_report(
     )
 
     step("failures")
-    failures = _rows(
+    failures = fetch_dicts(
         connection,
         f"""
         SELECT coalesce(error_type, '_OTHER') AS error_type, provider,
@@ -189,7 +190,7 @@ def build_report(
         row["rate"] = row["calls"] / summary["calls"] if summary["calls"] else 0.0
 
     step("quality flags")
-    flags = _rows(
+    flags = fetch_dicts(
         connection,
         f"""
         SELECT flag, count(*) AS calls FROM (SELECT unnest(flags) AS flag FROM {calls})
@@ -200,7 +201,7 @@ def build_report(
         row["rate"] = row["calls"] / summary["calls"] if summary["calls"] else 0.0
 
     step("token efficiency")
-    efficiency = _rows(
+    efficiency = fetch_dicts(
         connection,
         f"""
         SELECT coalesce(response_model, request_model) AS model, count(*) AS calls,
@@ -217,11 +218,12 @@ def build_report(
 
     step("cost over time")
     over_time: list[dict[str, Any]] = []
+    width_us: int | None = None
     if summary["calls"]:
         first = dt.datetime.fromisoformat(summary["first_call"].rstrip("Z"))
         last = dt.datetime.fromisoformat(summary["last_call"].rstrip("Z"))
         width_us = bucket_width_us((last - first).total_seconds(), buckets)
-        over_time = _rows(
+        over_time = fetch_dicts(
             connection,
             f"""
             SELECT make_timestamp((epoch_us(start_time) // ?) * ?) AS bucket_start, count(*) AS calls,
@@ -231,11 +233,14 @@ def build_report(
             [width_us, width_us, *params],
         )
         for row in over_time:
-            row["bucket_start"] = _iso(row["bucket_start"])
+            row["bucket_start"] = iso(row["bucket_start"])
             row["bucket_seconds"] = width_us / 1e6
 
+    step("provider health")
+    health = provider_health(connection, calls, params, width_us, top)
+
     step("what-if")
-    usage_by_model = _rows(
+    usage_by_model = fetch_dicts(
         connection,
         f"""
         SELECT provider, coalesce(response_model, request_model) AS model, count(*) AS calls,
@@ -250,8 +255,8 @@ def build_report(
 
     return {
         "filters": {
-            "since": _iso(filters.since),
-            "until": _iso(filters.until),
+            "since": iso(filters.since),
+            "until": iso(filters.until),
             "services": filters.services,
             "models": filters.models,
             "tenants": filters.tenants,
@@ -265,4 +270,5 @@ def build_report(
         "efficiency": efficiency,
         "cost_over_time": over_time,
         "what_if": what_if(usage_by_model, candidates),
+        "provider_health": health,
     }

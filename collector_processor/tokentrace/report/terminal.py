@@ -26,11 +26,27 @@ def _secs(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def _table(title: str, *columns: str) -> Table:
+def _count(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def _table(title: str, *columns: str, left: int = 1) -> Table:
+    """A table whose first ``left`` columns (names) are left-aligned and the rest (figures) right-aligned."""
     table = Table(title=title, title_justify="left", title_style="bold")
     for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index == 0 else "right")
+        table.add_column(column, justify="left" if index < left else "right")
     return table
+
+
+def without_attempt_info(health: dict[str, Any]) -> str | None:
+    """The provider/model groups with no attempt info at all, in words (listed apart, never as zeros)."""
+    groups = [row for row in health["by_model"] if not row["calls_with_attempts"]]
+    if not groups:
+        return None
+    names = ", ".join(
+        f"{row['provider']} {row['model']} ({row['calls']:,} call{'s' if row['calls'] != 1 else ''})" for row in groups
+    )
+    return f"No attempt info for {names}: left out of the figures."
 
 
 def render(report: dict[str, Any], console: Console | None = None) -> None:
@@ -115,6 +131,8 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         table.add_row(row["bucket_start"], f"{row['calls']:,}", _usd(row["cost_usd"]), f"{row['errors']:,}")
     console.print(table)
 
+    render_health(report["provider_health"], console)
+
     what_if = report["what_if"]
     table = _table(
         "What if: the same tokens on a cheaper model",
@@ -140,3 +158,138 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         f"Estimated saving with the cheapest candidate per model: [bold]"
         f"{_usd(what_if['best_total_saving_usd'])}[/] ({what_if['caveat']})."
     )
+
+
+def _with_share(count: str, share: float | None) -> str:
+    """A count and its share, ``2 (11.8%)``; a dash when unknown."""
+    return "—" if count == "—" or share is None else f"{count} ({_pct(share)})"
+
+
+def _when(iso: str | None) -> str:
+    """An ISO time as ``2026-01-01 00:03:00.100`` (to the millisecond, no T or Z) for narrow tables."""
+    return "—" if not iso else iso.rstrip("Z").replace("T", " ")[:23]
+
+
+def render_health(health: dict[str, Any], console: Console) -> None:
+    """The provider-health section: attempts, throttling and errors (total and over time), time lost
+    to retries with the worst calls, and the lowest rate-limit headroom. Counts and their rates share
+    a cell so the tables fit a 120-column terminal; ``--json`` and ``--html`` have every figure apart."""
+    t = health["totals"]
+    if not health["available"]:
+        console.print(f"[bold]Provider health[/]: {health['note'] or 'no LLM calls in the window.'}")
+        return
+    console.print(
+        f"[bold]Provider health[/]: {t['attempts']:,} HTTP attempts for {t['calls_with_attempts']:,} calls "
+        f"({t['attempts_per_call']:.2f} per call, {t['retried_calls']:,} calls retried); throttled (429) "
+        f"{_pct(t['throttling_rate'])}, other errors {_pct(t['error_rate'])} of attempts; "
+        f"{_secs(t['lost_s'])} lost to retries ({_pct(t['lost_share'])} of call time)"
+        + (f". {health['note']}" if health["note"] else "")
+    )
+    table = _table(
+        "Provider health: attempts and time lost to retries",
+        "provider",
+        "model",
+        "calls",
+        "attempts/call",
+        "retried",
+        "429s (rate)",
+        "other errors (rate)",
+        "time lost (of call time)",
+        left=2,
+    )
+    for row in health["by_model"]:
+        if not row["calls_with_attempts"]:
+            continue
+        table.add_row(
+            str(row["provider"]),
+            str(row["model"]),
+            f"{row['calls']:,}",
+            f"{row['attempts_per_call']:.2f}",
+            f"{row['retried_calls']:,}",
+            _with_share(_count(row["throttled_attempts"]), row["throttling_rate"]),
+            _with_share(_count(row["other_failed_attempts"]), row["error_rate"]),
+            _with_share(_secs(row["lost_s"]), row["lost_share"]),
+        )
+    console.print(table)
+    missing = without_attempt_info(health)
+    if missing:
+        console.print(missing)
+
+    table = _table(
+        "Provider health over time: throttling and error rates of attempts",
+        "from",
+        "provider",
+        "attempts",
+        "429s (rate)",
+        "other errors (rate)",
+        left=2,
+    )
+    for row in health["over_time"]:
+        table.add_row(
+            row["bucket_start"],
+            str(row["provider"]),
+            f"{row['attempts']:,}",
+            _with_share(_count(row["throttled_attempts"]), row["throttling_rate"]),
+            _with_share(_count(row["other_failed_attempts"]), row["error_rate"]),
+        )
+    console.print(table)
+
+    table = _table(
+        "Time lost to retries: worst calls",
+        "started",
+        "provider",
+        "model",
+        "request id",
+        "attempts",
+        "429s",
+        "waited",
+        "in failed",
+        "lost",
+        "call",
+        left=4,
+    )
+    for row in health["worst_calls"]:
+        table.add_row(
+            _when(row["start_time"]),
+            str(row["provider"]),
+            str(row["model"]),
+            row["request_id"] or "—",
+            f"{row['attempts']:,}",
+            _count(row["throttled_attempts"]),
+            _secs(row["retry_wait_s"]),
+            _secs(row["failed_attempts_s"]),
+            _secs(row["lost_s"]),
+            _secs(row["duration_s"]),
+        )
+    if health["worst_calls"]:
+        console.print(table)
+    else:
+        console.print("Time lost to retries: none (no call was retried or had a failed attempt).")
+
+    table = _table(
+        "Headroom at peak: lowest remaining / limit",
+        "provider",
+        "model",
+        "bucket",
+        "key",
+        "lowest",
+        "remaining / limit",
+        "at",
+        "request id",
+        left=4,
+    )
+    if not health["headroom"]:
+        console.print("Headroom at peak: no rate-limit headers in these calls.")
+        return
+    for row in health["headroom"]:
+        table.add_row(
+            str(row["provider"]),
+            str(row["model"]),
+            row["bucket"],
+            row["key_alias"] or "—",
+            _pct(row["lowest"]),
+            f"{row['remaining']:,.0f} / {row['limit']:,.0f}",
+            _when(row["at"]),
+            row["request_id"] or "—",
+        )
+    console.print(table)

@@ -1,9 +1,14 @@
 """The store's one table, ``spans``: a column per question the report answers, plus the rest as JSON.
 
-Columns are what reports group, filter and sum on (model, tenant, template, cost, tokens, latency);
-everything else a span carried stays queryable in ``attributes`` (JSON). Times are UTC
-``TIMESTAMP`` values; durations are seconds as ``DOUBLE``. ``schema_version`` in the ``meta`` table
-lets a newer tokentrace migrate an older file rather than misread it.
+Columns are what reports group, filter and sum on (model, tenant, template, cost, tokens, latency,
+provider health); everything else a span carried stays queryable in ``attributes`` (JSON). Times are
+UTC ``TIMESTAMP`` values; durations are seconds as ``DOUBLE``. ``schema_version`` in the ``meta``
+table lets a newer tokentrace migrate an older file (:data:`ADDED_IN`) rather than misread it, and an
+older tokentrace refuse a newer file.
+
+Columns are only ever appended (``ALTER TABLE ... ADD COLUMN``), so a migrated file and a new one
+have the same columns in the same order, and an older writer's explicit-column ``INSERT`` still works
+on a migrated file (its rows get NULL in the new columns, as do the rows written before).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PATH_ENV = "TOKENTRACE_STORE_PATH"
 DEFAULT_FILE = "tokentrace.duckdb"
 
@@ -57,7 +62,34 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("flags", "VARCHAR[]", "tokentrace.flags (quality and safety flags raised)"),
     ("sampling_reason", "VARCHAR", "tokentrace.sampling.reason"),
     ("attributes", "JSON", "every span attribute, as JSON"),
+    # version 2: provider health (tokentrace.http.* and tokentrace.ratelimit.* on the call span)
+    ("attempts", "INTEGER", "tokentrace.http.attempts: HTTP requests sent for the call, retries included"),
+    ("failed_attempts", "INTEGER", "attempts that failed (HTTP status >= 400 or a transport error)"),
+    ("throttled_attempts", "INTEGER", "attempts answered 429 Too Many Requests"),
+    ("retry_wait_s", "DOUBLE", "tokentrace.http.retry_wait: seconds waited between attempts"),
+    ("failed_attempts_s", "DOUBLE", "tokentrace.http.failed_attempts.duration: seconds spent in failed attempts"),
+    ("request_id", "VARCHAR", "tokentrace.request_id: the provider's id of the last response"),
+    ("api_key_alias", "VARCHAR", "tokentrace.api_key.alias: which credential (never the key)"),
+    ("min_headroom", "DOUBLE", "lowest remaining / limit over the call's rate-limit buckets, 0..1"),
+    ("min_headroom_bucket", "VARCHAR", "the bucket of min_headroom (requests, tokens, input_tokens, ...)"),
+    ("ratelimits", "JSON", "every rate-limit bucket of the call: {bucket: [remaining, limit]}"),
 )
+
+# schema version -> the columns it added (the migration of an older file adds them, NULL in old rows)
+ADDED_IN: dict[int, tuple[str, ...]] = {
+    2: (
+        "attempts",
+        "failed_attempts",
+        "throttled_attempts",
+        "retry_wait_s",
+        "failed_attempts_s",
+        "request_id",
+        "api_key_alias",
+        "min_headroom",
+        "min_headroom_bucket",
+        "ratelimits",
+    ),
+}
 
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
 

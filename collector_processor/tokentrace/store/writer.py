@@ -27,7 +27,7 @@ import duckdb
 
 from tokentrace.processor.model import SpanData
 from tokentrace.store.rows import to_row
-from tokentrace.store.schema import COLUMN_NAMES, COLUMNS, DDL, SCHEMA_VERSION
+from tokentrace.store.schema import ADDED_IN, COLUMN_NAMES, COLUMNS, DDL, SCHEMA_VERSION
 
 logger = logging.getLogger("tokentrace")
 
@@ -58,6 +58,7 @@ def connect(path: Path | str, *, read_only: bool = False, timeout_s: float = 30.
 
 
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    """Create the tables in a new file; migrate an older file in place; refuse a newer one."""
     for statement in DDL:
         connection.execute(statement)
     found = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -65,6 +66,28 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
         connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     elif int(found[0]) > SCHEMA_VERSION:
         raise RuntimeError(f"store schema {found[0]} is newer than this tokentrace ({SCHEMA_VERSION}); upgrade")
+    elif int(found[0]) < SCHEMA_VERSION:
+        migrate(connection, int(found[0]))
+
+
+def migrate(connection: duckdb.DuckDBPyConnection, version: int) -> None:
+    """Bring a file of schema ``version`` to :data:`SCHEMA_VERSION`: one transaction adding the columns of
+    every later version (NULL in the rows already there), then the new version number. A crash
+    midway leaves the file as it was; two processes cannot both migrate (DuckDB lets one hold it)."""
+    kinds = {name: kind for name, kind, _ in COLUMNS}
+    existing = {row[0] for row in connection.execute("SELECT name FROM pragma_table_info('spans')").fetchall()}
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        for later in range(version + 1, SCHEMA_VERSION + 1):
+            for name in ADDED_IN.get(later, ()):
+                if name not in existing:
+                    connection.execute(f"ALTER TABLE spans ADD COLUMN {name} {kinds[name]}")
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    logger.info("tokentrace: store migrated from schema %d to %d", version, SCHEMA_VERSION)
 
 
 class StoreWriter:

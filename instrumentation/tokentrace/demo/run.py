@@ -2,10 +2,10 @@
 
 A real workload — the real ``openai`` and ``anthropic`` SDKs (whichever are installed) calling a
 local simulator that speaks their wire formats, with streaming, tool calls, embeddings, prompt
-caching, rate limits, server errors and slow calls, for three tenants, three features and a few
-prompt templates — runs instrumented by tokentrace. Its spans pass through the processor pipeline
-(normalise, enrich, flags, redact, tail sampling) into the embedded store, and the demo ends with
-``tokentrace report`` over that store. Every figure shown is read back from the store.
+caching, rate limits, server errors (some retried by the SDK until they succeed) and slow calls, for
+three tenants, three features and a few prompt templates — runs instrumented by tokentrace. Its spans
+pass through the processor pipeline (normalise, enrich, flags, redact, tail sampling) into the embedded
+store, and the demo ends with ``tokentrace report`` over that store. Every figure shown is read back from the store.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ ORDERS = ("A-1042", "B-2231", "C-7781", "D-9910", "E-5503")
 SYSTEM_PROMPT = "You are a concise assistant for the tokentrace demo. Answer in one short paragraph."
 # A long, fixed policy text: repeated prompts hit the provider's prompt cache (cheaper cached tokens).
 POLICY = " ".join(["Refunds are accepted within 30 days of delivery for unused items in original packaging."] * 40)
+# (simulator fault, how many first attempts of the call get it): retried by the SDK (max_retries=2), then answered
+RETRIED_FAULTS = (("error-429", 2), ("error-503", 1))
 WEATHER_TOOL = {
     "type": "function",
     "function": {
@@ -129,6 +131,21 @@ def openai_round(client: Any, index: int) -> int:
         for model in ("error-429-gpt-4o-mini", "error-500-gpt-4o-mini"):
             try:  # rate limited and failing calls, without the SDK's retries hiding them
                 client.with_options(max_retries=0).chat.completions.create(model=model, messages=_summarise("x"))
+            except openai.APIError:
+                failures += 1
+        # calls the SDK retries until they succeed: throttled twice, then a server error once. The app
+        # sees two good answers; the report's provider-health section sees 5 attempts and the time lost
+        for fault, times in RETRIED_FAULTS:
+            try:
+                client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=_summarise(f"what {fault} means"),
+                    extra_headers={
+                        "x-sim-fault": fault,
+                        "x-sim-fault-once": f"demo-round-{index}-{fault}",
+                        "x-sim-fault-times": str(times),
+                    },
+                )
             except openai.APIError:
                 failures += 1
     return failures
@@ -239,12 +256,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         with Simulator(seed=7, latency=args.latency, chunk_delay=0.002, fault_rate=args.fault_rate) as simulator:
             out.write(f"tokentrace demo: simulator on {simulator.base_url}; instrumented: {', '.join(instrumented)}\n")
             failures, used = run_workload(simulator.base_url, args.rounds)
+            requests = len(simulator.requests)
     finally:
         tokentrace.uninstrument()
         tracer_provider.shutdown()  # drains the pipeline and flushes the store
     out.write(
         f"workload done in {time.perf_counter() - started:.1f}s with {', '.join(used)}; the app saw "
-        f"{failures} failed calls. Report from {args.store}:\n\n"
+        f"{failures} failed calls; the SDKs sent {requests} HTTP requests, retries included. "
+        f"Report from {args.store}:\n\n"
     )
     from rich.console import Console
 
