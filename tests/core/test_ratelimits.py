@@ -74,6 +74,24 @@ def test_mistral_and_cohere_headers() -> None:
     assert found["calls"] == Bucket(40, 39)
 
 
+def test_mistral_current_headers_give_request_and_token_buckets_per_window() -> None:
+    found = rate_limits(
+        {
+            "x-ratelimit-limit-req-minute": "60",
+            "x-ratelimit-remaining-req-minute": "45",
+            "x-ratelimit-limit-tokens-minute": "500000",
+            "x-ratelimit-remaining-tokens-minute": "125000",
+            "x-ratelimit-limit-tokens-month": "1000000000",
+            "x-ratelimit-remaining-tokens-month": "999000000",
+        },
+        NOW,
+    )
+    assert found["requests_minute"] == Bucket(60, 45)
+    assert found["tokens_minute"].headroom == pytest.approx(0.25)
+    assert found["tokens_month"] == Bucket(1_000_000_000, 999_000_000)
+    assert "requests_month" not in found and "requests" not in found  # not OpenAI's unwindowed names
+
+
 def test_no_headers_no_buckets_and_garbage_ignored() -> None:
     assert rate_limits({}, NOW) == {}
     assert rate_limits({"x-ratelimit-limit-requests": "lots"}, NOW) == {}
@@ -91,4 +109,7 @@ def test_request_ids() -> None:
     assert request_id({"x-request-id": "req_1"}) == "req_1"
     assert request_id({"request-id": "req_011CS"}) == "req_011CS"
     assert request_id({"x-amzn-requestid": "abc"}) == "abc"
+    assert request_id({"mistral-correlation-id": "m-1", "x-kong-request-id": "k-1"}) == "m-1"
+    assert request_id({"x-kong-request-id": "k-1"}) == "k-1"
+    assert request_id({"x-debug-trace-id": "c-1"}) == "c-1"
     assert request_id({}) is None

@@ -7,10 +7,12 @@ Providers spell these differently; this turns them into one shape, so a dashboar
   resets as Go durations (``6m0s``, ``20ms``).
 * Anthropic: ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}``,
   resets as RFC 3339 times.
-* Mistral: ``x-ratelimitbysize-{limit,remaining}-{minute,month}`` (tokens per window).
+* Mistral: ``x-ratelimit-{limit,remaining}-{req,tokens}-{minute,month}`` (requests and tokens per
+  window, its current API) and the older ``x-ratelimitbysize-{limit,remaining}-{minute,month}`` (tokens).
 * Cohere: ``x-{trial,}endpoint-call-{limit,remaining}`` and monthly call limits.
 * Retry hints: ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date).
-* Request ids: ``x-request-id``, ``request-id``, ``x-amzn-requestid``, ``x-goog-request-id``...
+* Request ids: ``x-request-id``, ``request-id``, ``x-amzn-requestid``, ``x-goog-request-id``,
+  Mistral's ``mistral-correlation-id`` / ``x-kong-request-id``, Cohere's ``x-debug-trace-id``...
 
 Everything here is a pure function of a header mapping (any object with a case-insensitive ``get``,
 such as httpx's ``Headers``, or a plain dict with lower-case keys).
@@ -34,6 +36,9 @@ REQUEST_ID_HEADERS = (
     "x-amzn-requestid",
     "x-amzn-request-id",
     "x-goog-request-id",
+    "mistral-correlation-id",  # Mistral: the id its support asks for
+    "x-kong-request-id",  # Mistral's gateway
+    "x-debug-trace-id",  # Cohere: its only per-request id
     "cf-ray",
 )
 
@@ -103,7 +108,8 @@ def _get(headers: Mapping[str, str] | Any, name: str) -> str | None:
 
 def rate_limits(headers: Mapping[str, str] | Any, now: dt.datetime | None = None) -> dict[str, Bucket]:
     """Bucket name (``requests``, ``tokens``, ``input_tokens``, ``output_tokens``, ``tokens_minute``,
-    ``tokens_month``, ``calls``, ``calls_month``) -> :class:`Bucket`, for the headers present."""
+    ``tokens_month``, ``requests_minute``, ``requests_month``, ``calls``, ``calls_month``) ->
+    :class:`Bucket`, for the headers present."""
     now = now or dt.datetime.now(dt.timezone.utc)
     found: dict[str, Bucket] = {}
     for bucket in ("requests", "tokens"):  # OpenAI-style
@@ -123,6 +129,11 @@ def rate_limits(headers: Mapping[str, str] | Any, now: dt.datetime | None = None
         remaining = _number(_get(headers, f"x-ratelimitbysize-remaining-{window}"))
         if limit is not None or remaining is not None:
             found[f"tokens_{window}"] = Bucket(limit, remaining)
+        for kind, bucket in (("req", "requests"), ("tokens", "tokens")):  # Mistral's current names
+            limit = _number(_get(headers, f"x-ratelimit-limit-{kind}-{window}"))
+            remaining = _number(_get(headers, f"x-ratelimit-remaining-{kind}-{window}"))
+            if limit is not None or remaining is not None:
+                found[f"{bucket}_{window}"] = Bucket(limit, remaining)
     for prefix, bucket in (("x-trial-endpoint-call", "calls"), ("x-endpoint-monthly-call", "calls_month")):  # Cohere
         limit = _number(_get(headers, f"{prefix}-limit"))
         remaining = _number(_get(headers, f"{prefix}-remaining"))

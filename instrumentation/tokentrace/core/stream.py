@@ -16,6 +16,7 @@ from typing import Any
 
 import wrapt
 
+from tokentrace.core.attempts import CURRENT_CALL
 from tokentrace.core.call import GenAICall
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import report
@@ -31,15 +32,48 @@ END_ABANDONED = "abandoned"
 
 
 class _StreamState:
-    """What both proxies share: the call, how to read a chunk, and ending once."""
+    """What both proxies share: the call, how to read a chunk, and ending once.
 
-    __slots__ = ("call", "hide", "observe", "recorder")
+    ``pending`` is the call the HTTP attempt hook (:mod:`tokentrace.instrumentation._http`) should
+    credit while the stream has yielded nothing yet. Generator-based streams (google-genai, Ollama,
+    Cohere's ``chat_stream``) send their request, and the SDK retries it, on the first ``next()``,
+    after the wrapped method returned and :data:`~tokentrace.core.attempts.CURRENT_CALL` was reset;
+    pulling under ``pending`` makes those attempts visible. Cleared at the first chunk, so the
+    per-chunk path afterwards pays one attribute read.
+    """
+
+    __slots__ = ("call", "hide", "observe", "pending", "recorder")
 
     def __init__(self, call: GenAICall, recorder: Recorder, observe: ChunkObserver, hide: ChunkFilter | None):
         self.call = call
         self.recorder = recorder
         self.observe = observe
         self.hide = hide
+        self.pending: GenAICall | None = None
+        try:
+            if recorder.settings.http_attempts:
+                self.pending = call.merge_into or call  # a routed call's attempts go to the router's span
+        except Exception:
+            report("preparing stream attempts")
+
+    def pull(self, pull: Callable[[], Any]) -> Any:
+        """``pull()`` with this call current for the HTTP hook (the first chunk's request)."""
+        token = CURRENT_CALL.set(self.pending)
+        try:
+            chunk = pull()
+        finally:
+            CURRENT_CALL.reset(token)
+        self.pending = None
+        return chunk
+
+    async def apull(self, pull: Callable[[], Any]) -> Any:
+        token = CURRENT_CALL.set(self.pending)
+        try:
+            chunk = await pull()
+        finally:
+            CURRENT_CALL.reset(token)
+        self.pending = None
+        return chunk
 
     def on_chunk(self, chunk: Any) -> bool:
         """Record a chunk; return True when the application should not see it.
@@ -92,7 +126,7 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
         state = self._self_state
         while True:
             try:
-                chunk = self.__wrapped__.__next__()
+                chunk = self.__wrapped__.__next__() if state.pending is None else state.pull(self.__wrapped__.__next__)
             except StopIteration:
                 state.end(None, END_COMPLETED)
                 raise
@@ -150,7 +184,10 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
         state = self._self_state
         while True:
             try:
-                chunk = await self.__wrapped__.__anext__()
+                if state.pending is None:
+                    chunk = await self.__wrapped__.__anext__()
+                else:
+                    chunk = await state.apull(self.__wrapped__.__anext__)
             except StopAsyncIteration:
                 state.end(None, END_COMPLETED)
                 raise

@@ -20,7 +20,9 @@ Faults are chosen by the request itself so every failure mode can be provoked on
 ``error-400``, ``error-401``, ``error-404``, any other ``error-<4xx|5xx>``, ``slow``, ``midstream-error``,
 ``drop``). Adding ``x-sim-fault-once: <id>`` applies the fault only to the first request carrying that
 id (the first ``x-sim-fault-times: N`` requests), which lets a test watch the SDK's own retries
-succeed. ``fault_rate`` adds seeded random 429/500s.
+succeed. On the Anthropic endpoints ``x-sim-retry-after: <seconds>`` makes a 429/5xx send that
+``retry-after`` alone (as Anthropic does) instead of the fast ``retry-after-ms``. ``fault_rate`` adds
+seeded random 429/500s.
 
 Standard library only, so the demo works in any environment the instrumentation installs into.
 """
@@ -687,6 +689,7 @@ class _Exchange:
         self.chunked = handler.request_version != "HTTP/1.0"
         self.flavor = "openai"  # "anthropic", "bedrock" or "vertex": which provider's headers and error bodies
         self.stream_content_type = "text/event-stream; charset=utf-8"
+        self.retry_after: str | None = None  # Anthropic faults: x-sim-retry-after, sent as retry-after alone
 
     def _headers(self, extra: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         if self.flavor != "openai":
@@ -1053,6 +1056,7 @@ class _AnthropicEndpoints:
         fault = sim._choose_fault(ex, headers, model)
         if fault == "invalid":
             return
+        ex.retry_after = headers.get("x-sim-retry-after")
         if not sim._sleep(sim._latency_delay()) or fault == "drop":
             ex.drop()
             return
@@ -1102,10 +1106,13 @@ class _AnthropicEndpoints:
             status, ("api_error" if status >= 500 else "invalid_request_error", f"Simulated HTTP {status} error.")
         )
         extra: list[tuple[str, str]] = []
-        if status == 429:
-            extra.append(("retry-after", "0"))
-        if status == 429 or status >= 500:
-            extra.append(("retry-after-ms", str(RETRY_AFTER_MS)))
+        if ex.retry_after and (status == 429 or status >= 500):
+            extra.append(("retry-after", ex.retry_after))  # x-sim-retry-after: Anthropic's own header alone
+        else:
+            if status == 429:
+                extra.append(("retry-after", "0"))
+            if status == 429 or status >= 500:
+                extra.append(("retry-after-ms", str(RETRY_AFTER_MS)))
         ex.send_error(status, message.replace("{model}", model), err_type, extra=extra)
 
     def _anthropic_plan(self, ex: _Exchange, body: JSONDict, model: str) -> _AnthropicPlan:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.providers.servers.faults import Dialect, Faults, send_health_headers, serve_fault
+
 HOST = "127.0.0.1"
 REPLY_PREFIX = "Echo"
 CACHED_TOKENS = 4
@@ -47,6 +49,7 @@ class Profile:
     error_body: Callable[[int], dict[str, Any]]
     midstream_event: bool  # Groq sends an error event; Mistral's connection just drops
     extra_fields: Callable[[int], dict[str, Any]]  # provider-only fields on results and chunks
+    dialect: Dialect | None = None  # rate-limit / request-id headers and armed faults (servers/faults.py)
 
 
 def _text_of(content: Any) -> str:
@@ -98,6 +101,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         owner = self.server.owner
         owner.requests.append((self.path, body))
+        number, fault = owner.faults.take() if owner.faults is not None else (None, None)
+        if fault is not None:
+            return serve_fault(self, owner.faults, number, fault)
+        self._number = number
         profile = owner.profile
         model = str(body.get("model", ""))
         if model.startswith("error-"):
@@ -114,6 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: Any) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
+        send_health_headers(self, self.server.owner.faults, getattr(self, "_number", None))
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
@@ -162,6 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
                 result["usage"] = usage
             return self._json(200, result)
         self.send_response(200)
+        send_health_headers(self, owner.faults, self._number)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
@@ -248,6 +257,7 @@ class ChatServer:
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
+        self.faults = Faults(profile.dialect) if profile.dialect is not None else None
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._counter = 0
         self._lock = threading.Lock()

@@ -27,6 +27,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.providers.servers.faults import COHERE, Faults, send_health_headers, serve_fault
+
 _CHUNKS = re.compile(r"chunks=(\d+)")
 DEFAULT_CHUNKS = 3
 TEMPLATE_TOKENS = 60
@@ -92,6 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        send_health_headers(self, self.server.faults, getattr(self, "_number", None))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -101,6 +104,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         self.server.requests.append((self.path, body))
+        number, fault = self.server.faults.take()
+        if fault is not None:
+            serve_fault(self, self.server.faults, number, fault)
+            return
+        self._number = number
         model = str(body.get("model", ""))
         if model.startswith("error-"):
             status = int(model.split("-", 1)[1])
@@ -185,6 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
         events.append({"type": "message-end", "delta": end})
 
         self.send_response(200)
+        send_health_headers(self, self.server.faults, self._number)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
@@ -232,6 +241,7 @@ class CohereServer(ThreadingHTTPServer):
     def __init__(self, chunk_delay: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.chunk_delay = chunk_delay
+        self.faults = Faults(COHERE)  # provider-health faults and headers (servers/faults.py)
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.counter = 0
         self.lock = threading.Lock()

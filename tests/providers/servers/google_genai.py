@@ -28,6 +28,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.providers.servers.faults import GOOGLE, Faults, serve_fault
+
 _PATH = re.compile(r"^/(?P<version>v1[a-z0-9]*)/(?P<prefix>.*?)models/(?P<model>[^:/]+):(?P<method>[A-Za-z]+)")
 _CHUNKS = re.compile(r"chunks=(\d+)")
 _STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
@@ -98,6 +100,10 @@ class _Handler(BaseHTTPRequestHandler):
             serial = self.server.counter
         if match is None:
             self._error(404, f"no route for {self.path}")
+            return
+        number, fault = self.server.faults.take()
+        if fault is not None:
+            serve_fault(self, self.server.faults, number, fault)
             return
         model, method = match["model"], match["method"]
         if model.startswith("error-"):
@@ -234,6 +240,7 @@ class GeminiServer(ThreadingHTTPServer):
     def __init__(self, chunk_delay: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.chunk_delay = chunk_delay
+        self.faults = Faults(GOOGLE)  # provider-health faults (servers/faults.py); Gemini sends no quota headers
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.counter = 0

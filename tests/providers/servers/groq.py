@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.providers.servers.chat_compatible import ChatServer, Profile
+from tests.providers.servers.faults import GROQ
 
 _ERRORS = {
     400: ("invalid_request_error", "invalid_request"),
@@ -33,6 +34,7 @@ PROFILE = Profile(
     usage_in_x_groq=True,
     error_body=error_body,
     midstream_event=True,
+    dialect=GROQ,
     extra_fields=lambda number: {"system_fingerprint": "fp_test", "x_groq": {"id": f"req_{number}"}},
 )
 

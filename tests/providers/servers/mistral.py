@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.providers.servers.chat_compatible import ChatServer, Profile
+from tests.providers.servers.faults import MISTRAL
 
 
 def error_body(status: int) -> dict[str, Any]:
@@ -30,6 +31,7 @@ PROFILE = Profile(
     usage_in_x_groq=False,
     error_body=error_body,
     midstream_event=False,
+    dialect=MISTRAL,
     extra_fields=lambda number: {},
 )
 

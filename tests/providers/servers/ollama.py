@@ -22,6 +22,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.providers.servers.faults import OLLAMA, Faults, serve_fault
+
 _CHUNKS = re.compile(r"chunks=(\d+)")
 DEFAULT_CHUNKS = 3
 TEMPLATE_TOKENS = 10
@@ -90,6 +92,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         self.server.requests.append((self.path, body))
+        number, fault = self.server.faults.take()
+        if fault is not None:
+            serve_fault(self, self.server.faults, number, fault)
+            return
         model = str(body.get("model", ""))
         if model.startswith("error-"):
             status = int(model.split("-", 1)[1])
@@ -173,6 +179,7 @@ class OllamaServer(ThreadingHTTPServer):
     def __init__(self, chunk_delay: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.chunk_delay = chunk_delay
+        self.faults = Faults(OLLAMA)  # provider-health faults (servers/faults.py); Ollama sends no quota headers
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 

@@ -22,6 +22,9 @@ from tokentrace.core.stream import TracedAsyncStream, TracedStream
 from tokentrace.core.wrapping import past_other_instrumentations
 from tokentrace.instrumentation.anthropic import _legacy, _native, _requests, _responses
 
+# async ``with_raw_response`` results, whose ``parse()`` must be awaited (older SDKs: a sync legacy response)
+_ASYNC_RAW: Any = getattr(anthropic, "AsyncAPIResponse", ())
+
 # Other GenAI instrumentations of the same methods: when one sits inside our wrapper we call past it.
 _OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.anthropic",
@@ -56,11 +59,14 @@ class Tracer:
             self.recorder.finish(call)
         return result
 
-    def _raw(self, call: GenAICall, raw: Any) -> None:
+    def _raw(self, call: GenAICall, raw: Any, parsed: Any = None) -> None:
         """``with_raw_response``: a body already read is parsed (the SDK caches it for the app);
-        an unread or streamed body (``with_streaming_response``) ends the call with no usage."""
-        if not call.stream and getattr(raw.http_response, "is_closed", False):
-            _responses.apply_message(call, raw.parse(), self.capture)
+        an unread or streamed body (``with_streaming_response``) ends the call with no usage.
+        ``parsed``: the async response's parse, awaited by the caller."""
+        if parsed is None and not call.stream and getattr(raw.http_response, "is_closed", False):
+            parsed = raw.parse()
+        if parsed is not None:
+            _responses.apply_message(call, parsed, self.capture)
         self.recorder.finish(call)
 
     # -- wrappers ---------------------------------------------------------------------------------
@@ -86,6 +92,12 @@ class Tracer:
         self, describe: Callable[..., Any], wrapped: Any, instance: Any, args: Any, kwargs: Any
     ) -> Any:
         async def handle(call: GenAICall, result: Any) -> Any:
+            if isinstance(result, _ASYNC_RAW):  # with_raw_response: its parse() is a coroutine
+                parsed = None
+                if not call.stream and getattr(result.http_response, "is_closed", False):
+                    parsed = await result.parse()  # cached by the SDK: the app's own parse() gets the same
+                self._raw(call, result, parsed)
+                return result
             return self.handle(call, result)
 
         token = _native.pending.set([])
