@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -311,3 +311,29 @@ __all__ = [
     "test_stall_past_the_timeout",
     "test_switched_off_by_the_setting",
 ]
+
+
+def contract_fixtures(
+    start_server: Callable[[], Any], instrumentor: type, driver_class: type[Driver]
+) -> tuple[Any, Any, Any]:
+    """The ``server``, ``reinstrument`` and ``driver`` fixtures of a per-SDK module, which binds them
+    to module names (``server, reinstrument, driver = contract_fixtures(...)``): ``start_server()`` is
+    a context manager yielding a server with ``faults`` (``tests/providers/servers/faults.py``)."""
+
+    @pytest.fixture(scope="module")
+    def server() -> Iterator[Any]:
+        with start_server() as running:
+            running.faults.headers_on = True  # the provider's rate-limit and request-id headers on every response
+            yield running
+
+    @pytest.fixture
+    def reinstrument(instrument_with: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda **env: instrument_with(instrumentor, **env)
+
+    @pytest.fixture
+    def driver(server: Any, reinstrument: Callable[..., Any]) -> Driver:
+        server.faults.reset()
+        reinstrument()
+        return driver_class(server)
+
+    return server, reinstrument, driver

@@ -9,15 +9,14 @@ it retries a refused connection but not a reset one (``httpx.ReadError``) nor a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import cohere
-import pytest
 
 from tests.providers.health_contract import (  # noqa: F401  (the contract's tests, run for cohere)
     MESSAGES,
     Driver,
+    contract_fixtures,
     test_every_mode_records_its_attempts,
     test_exhausted_retries_keep_the_apps_exception,
     test_one_attempt_has_headroom_request_id_and_no_events,
@@ -66,20 +65,4 @@ class CohereDriver(Driver):
             return await client.chat(model=MODEL, messages=MESSAGES)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    with CohereServer() as s:
-        s.faults.headers_on = True  # the provider's rate-limit and request-id headers on every response
-        yield s
-
-
-@pytest.fixture
-def reinstrument(instrument_with: Callable[..., Any]) -> Callable[..., Any]:
-    return lambda **env: instrument_with(CohereInstrumentor, **env)
-
-
-@pytest.fixture
-def driver(server: Any, reinstrument: Callable[..., Any]) -> CohereDriver:
-    server.faults.reset()
-    reinstrument()
-    return CohereDriver(server)
+server, reinstrument, driver = contract_fixtures(CohereServer, CohereInstrumentor, CohereDriver)

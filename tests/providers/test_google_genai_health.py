@@ -10,7 +10,7 @@ The Gemini API sends no rate-limit or request-id headers. Streams send their req
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from google.genai import errors, types
 from tests.providers.health_contract import (  # noqa: F401  (the contract's tests, run for google-genai)
     PROMPT,
     Driver,
+    contract_fixtures,
     events,
     test_every_mode_records_its_attempts,
     test_exhausted_retries_keep_the_apps_exception,
@@ -74,23 +75,7 @@ class DefaultGoogleDriver(GoogleDriver):
     retried = frozenset()
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    with GeminiServer() as s:
-        s.faults.headers_on = True  # the provider's rate-limit and request-id headers on every response
-        yield s
-
-
-@pytest.fixture
-def reinstrument(instrument_with: Callable[..., Any]) -> Callable[..., Any]:
-    return lambda **env: instrument_with(GoogleGenAIInstrumentor, **env)
-
-
-@pytest.fixture
-def driver(server: Any, reinstrument: Callable[..., Any]) -> GoogleDriver:
-    server.faults.reset()
-    reinstrument()
-    return GoogleDriver(server)
+server, reinstrument, driver = contract_fixtures(GeminiServer, GoogleGenAIInstrumentor, GoogleDriver)
 
 
 @pytest.mark.parametrize("mode", ["sync", "stream"])

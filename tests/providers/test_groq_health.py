@@ -4,7 +4,6 @@ Groq server, with Groq's ``x-ratelimit-*`` and ``x-request-id`` headers on every
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import groq
@@ -13,6 +12,7 @@ import pytest
 from tests.providers.health_contract import (  # noqa: F401  (the contract's tests, run for groq)
     MESSAGES,
     Driver,
+    contract_fixtures,
     test_every_mode_records_its_attempts,
     test_exhausted_retries_keep_the_apps_exception,
     test_one_attempt_has_headroom_request_id_and_no_events,
@@ -69,23 +69,7 @@ class GroqDriver(Driver):
             return await completions.create(model=MODEL, messages=MESSAGES)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    with groq_server.server() as s:
-        s.faults.headers_on = True  # the provider's rate-limit and request-id headers on every response
-        yield s
-
-
-@pytest.fixture
-def reinstrument(instrument_with: Callable[..., Any]) -> Callable[..., Any]:
-    return lambda **env: instrument_with(GroqInstrumentor, **env)
-
-
-@pytest.fixture
-def driver(server: Any, reinstrument: Callable[..., Any]) -> GroqDriver:
-    server.faults.reset()
-    reinstrument()
-    return GroqDriver(server)
+server, reinstrument, driver = contract_fixtures(groq_server.server, GroqInstrumentor, GroqDriver)
 
 
 def test_raw_headers_are_the_servers(driver: GroqDriver, telemetry: Any) -> None:

@@ -10,7 +10,7 @@ default. Mistral's ``x-ratelimit-{limit,remaining}-{req,tokens}-{minute,month}``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 from tests.providers.health_contract import (  # noqa: F401  (the contract's tests, run for mistralai)
     MESSAGES,
     Driver,
+    contract_fixtures,
     events,
     test_every_mode_records_its_attempts,
     test_exhausted_retries_keep_the_apps_exception,
@@ -82,23 +83,7 @@ class DefaultMistralDriver(MistralDriver):
     retried = frozenset()
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    with mistral_server.server() as s:
-        s.faults.headers_on = True  # the provider's rate-limit and request-id headers on every response
-        yield s
-
-
-@pytest.fixture
-def reinstrument(instrument_with: Callable[..., Any]) -> Callable[..., Any]:
-    return lambda **env: instrument_with(MistralInstrumentor, **env)
-
-
-@pytest.fixture
-def driver(server: Any, reinstrument: Callable[..., Any]) -> MistralDriver:
-    server.faults.reset()
-    reinstrument()
-    return MistralDriver(server)
+server, reinstrument, driver = contract_fixtures(mistral_server.server, MistralInstrumentor, MistralDriver)
 
 
 @pytest.mark.parametrize("fault", ["error-429", "error-503", "reset"])

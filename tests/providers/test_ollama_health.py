@@ -8,15 +8,14 @@ duration, and nothing breaks. Streams send their request on the first ``next()``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import ollama
-import pytest
 
 from tests.providers.health_contract import (  # noqa: F401  (the contract's tests, run for ollama)
     MESSAGES,
     Driver,
+    contract_fixtures,
     test_every_mode_records_its_attempts,
     test_exhausted_retries_keep_the_apps_exception,
     test_one_attempt_has_headroom_request_id_and_no_events,
@@ -60,20 +59,4 @@ class OllamaDriver(Driver):
             return await client.chat(model=MODEL, messages=MESSAGES)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    with OllamaServer() as s:
-        s.faults.headers_on = True  # the provider's rate-limit and request-id headers on every response
-        yield s
-
-
-@pytest.fixture
-def reinstrument(instrument_with: Callable[..., Any]) -> Callable[..., Any]:
-    return lambda **env: instrument_with(OllamaInstrumentor, **env)
-
-
-@pytest.fixture
-def driver(server: Any, reinstrument: Callable[..., Any]) -> OllamaDriver:
-    server.faults.reset()
-    reinstrument()
-    return OllamaDriver(server)
+server, reinstrument, driver = contract_fixtures(OllamaServer, OllamaInstrumentor, OllamaDriver)
