@@ -7,7 +7,17 @@ import json
 from html import escape
 from typing import Any
 
-from tokentrace.report.terminal import _count, _pct, _secs, _usd, without_attempt_info
+from tokentrace.report.cells import (
+    HEADROOM_HEADERS,
+    WORST_CALL_HEADERS,
+    count,
+    headroom_cells,
+    pct,
+    secs,
+    usd,
+    without_attempt_info,
+    worst_call_cells,
+)
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1f24;padding:0 1rem}
@@ -131,7 +141,7 @@ def render(report: dict[str, Any]) -> str:
                 "cost-over-time",
                 [r["bucket_start"][11:16] for r in over_time],
                 [r["cost_usd"] for r in over_time],
-                _usd,
+                usd,
                 horizontal=False,
             ),
         ),
@@ -140,7 +150,7 @@ def render(report: dict[str, Any]) -> str:
             "Latency distribution (calls per duration band)",
             _bar_chart(
                 "latency-distribution",
-                [_secs(10 ** r["log10_bin"]) for r in histogram],
+                [secs(10 ** r["log10_bin"]) for r in histogram],
                 [float(r["calls"]) for r in histogram],
                 lambda v: f"{v:.0f} calls",
                 horizontal=False,
@@ -153,7 +163,7 @@ def render(report: dict[str, Any]) -> str:
                 "cost-by-model",
                 [str(r["key"]) for r in by_model],
                 [r["cost_usd"] for r in by_model],
-                _usd,
+                usd,
                 horizontal=True,
             ),
         ),
@@ -164,7 +174,7 @@ def render(report: dict[str, Any]) -> str:
                 "cost-by-template",
                 [str(r["key"] or "(none)") for r in by_template],
                 [r["cost_usd"] for r in by_template],
-                _usd,
+                usd,
                 horizontal=True,
             ),
         ),
@@ -172,8 +182,8 @@ def render(report: dict[str, Any]) -> str:
     sections = [
         "<h1>tokentrace report</h1>",
         f"<p><b>{s['calls']:,}</b> LLM calls in {s['traces']:,} traces, {escape(str(s['first_call']))} → "
-        f"{escape(str(s['last_call']))}: total <b>{escape(_usd(s['cost_usd']))}</b>, {s['errors']:,} failed "
-        f"({escape(_pct(s['error_rate']))}).</p>",
+        f"{escape(str(s['last_call']))}: total <b>{escape(usd(s['cost_usd']))}</b>, {s['errors']:,} failed "
+        f"({escape(pct(s['error_rate']))}).</p>",
         '<div class="charts">'
         + "".join(
             f'<figure id="{name}"><figcaption>{escape(title)}</figcaption>{svg}</figure>' for name, title, svg in charts
@@ -189,9 +199,9 @@ def render(report: dict[str, Any]) -> str:
                     [
                         str(r["key"] or "(none)"),
                         f"{r['calls']:,}",
-                        _usd(r["cost_usd"]),
-                        _pct(r["share"]),
-                        _secs(r["p95_s"]),
+                        usd(r["cost_usd"]),
+                        pct(r["share"]),
+                        secs(r["p95_s"]),
                         f"{r['errors']:,}",
                     ]
                     for r in rows
@@ -208,9 +218,9 @@ def render(report: dict[str, Any]) -> str:
                 str(row["model"]),
                 str(row["operation"]),
                 f"{row['calls']:,}",
-                *(_secs(d.get(p)) for p in ("p50", "p90", "p95", "p99")),
-                _secs(t.get("p50")),
-                _secs(t.get("p95")),
+                *(secs(d.get(p)) for p in ("p50", "p90", "p95", "p99")),
+                secs(t.get("p50")),
+                secs(t.get("p95")),
             ]
         )
     sections.append(
@@ -221,7 +231,7 @@ def render(report: dict[str, Any]) -> str:
         _table(
             ["error.type", "provider", "model", "calls", "rate"],
             [
-                [r["error_type"], str(r["provider"]), str(r["model"]), f"{r['calls']:,}", _pct(r["rate"])]
+                [r["error_type"], str(r["provider"]), str(r["model"]), f"{r['calls']:,}", pct(r["rate"])]
                 for r in report["failures"]
             ],
         )
@@ -230,7 +240,7 @@ def render(report: dict[str, Any]) -> str:
     sections.append(
         _table(
             ["flag", "calls", "rate"],
-            [[r["flag"], f"{r['calls']:,}", _pct(r["rate"])] for r in report["quality_flags"]],
+            [[r["flag"], f"{r['calls']:,}", pct(r["rate"])] for r in report["quality_flags"]],
         )
     )
     sections.append("<h2>Token efficiency</h2>")
@@ -243,7 +253,7 @@ def render(report: dict[str, Any]) -> str:
                     f"{r['calls']:,}",
                     f"{r['input_tokens']:,}",
                     f"{r['output_tokens']:,}",
-                    _pct(r["cached_share"]),
+                    pct(r["cached_share"]),
                     "—" if r["output_per_input"] is None else f"{r['output_per_input']:.2f}",
                 ]
                 for r in report["efficiency"]
@@ -260,17 +270,17 @@ def render(report: dict[str, Any]) -> str:
                 [
                     str(r["model"]),
                     f"{r['calls']:,}",
-                    _usd(r["cost_usd"]),
+                    usd(r["cost_usd"]),
                     f"{r['best']['provider']}:{r['best']['model']}" if r["best"] else "(none cheaper)",
-                    _usd(r["best"]["cost_usd"]) if r["best"] else "—",
-                    f"{_usd(r['best']['saving_usd'])} ({_pct(r['best']['saving_share'])})" if r["best"] else "—",
+                    usd(r["best"]["cost_usd"]) if r["best"] else "—",
+                    f"{usd(r['best']['saving_usd'])} ({pct(r['best']['saving_share'])})" if r["best"] else "—",
                 ]
                 for r in what_if["models"]
             ],
         )
     )
     sections.append(
-        f"<p>Estimated saving: <b>{escape(_usd(what_if['best_total_saving_usd']))}</b>. "
+        f"<p>Estimated saving: <b>{escape(usd(what_if['best_total_saving_usd']))}</b>. "
         f'<span class="note">{escape(what_if["caveat"])}</span></p>'
     )
     data = json.dumps(report, default=str).replace("</", "<\\/")
@@ -293,18 +303,6 @@ _BY_MODEL_HEADERS = [
     "error rate",
     "time lost",
     "of call time",
-]
-_WORST_HEADERS = [
-    "started",
-    "provider",
-    "model",
-    "request id",
-    "attempts",
-    "429s",
-    "retry wait",
-    "failed attempts",
-    "lost",
-    "call duration",
 ]
 
 
@@ -332,8 +330,8 @@ def _health_section(health: dict[str, Any]) -> list[str]:
     parts.append(
         f"<p><b>{t['attempts']:,}</b> HTTP attempts for {t['calls_with_attempts']:,} calls "
         f"({t['attempts_per_call']:.2f} per call, {t['retried_calls']:,} retried): throttled (429) "
-        f"<b>{escape(_pct(t['throttling_rate']))}</b>, other errors <b>{escape(_pct(t['error_rate']))}</b> of "
-        f"attempts; <b>{escape(_secs(t['lost_s']))}</b> lost to retries ({escape(_pct(t['lost_share']))} of "
+        f"<b>{escape(pct(t['throttling_rate']))}</b>, other errors <b>{escape(pct(t['error_rate']))}</b> of "
+        f"attempts; <b>{escape(secs(t['lost_s']))}</b> lost to retries ({escape(pct(t['lost_share']))} of "
         "call time).</p>"
     )
     if health["note"]:
@@ -348,7 +346,7 @@ def _health_section(health: dict[str, Any]) -> list[str]:
                 "throttling-over-time",
                 labels,
                 [("throttling-rate", "throttled (429)", throttling), ("error-rate", "other errors", errors)],
-                _pct,
+                pct,
             ),
         ),
         (
@@ -358,7 +356,7 @@ def _health_section(health: dict[str, Any]) -> list[str]:
                 "retry-time-by-model",
                 [f"{r['provider']}:{r['model']}" for r in lost],
                 [r["lost_s"] for r in lost],
-                _secs,
+                secs,
                 horizontal=True,
             ),
         ),
@@ -369,7 +367,7 @@ def _health_section(health: dict[str, Any]) -> list[str]:
                 "headroom-lowest",
                 [f"{r['model']} {r['bucket']} {r['key_alias'] or ''}" for r in health["headroom"]],
                 [r["lowest"] for r in health["headroom"]],
-                _pct,
+                pct,
                 horizontal=True,
             ),
         ),
@@ -392,12 +390,12 @@ def _health_section(health: dict[str, Any]) -> list[str]:
                     f"{r['calls']:,}",
                     f"{r['attempts_per_call']:.2f}",
                     f"{r['retried_calls']:,}",
-                    _count(r["throttled_attempts"]),
-                    _pct(r["throttling_rate"]),
-                    _count(r["other_failed_attempts"]),
-                    _pct(r["error_rate"]),
-                    _secs(r["lost_s"]),
-                    _pct(r["lost_share"]),
+                    count(r["throttled_attempts"]),
+                    pct(r["throttling_rate"]),
+                    count(r["other_failed_attempts"]),
+                    pct(r["error_rate"]),
+                    secs(r["lost_s"]),
+                    pct(r["lost_share"]),
                 ]
                 for r in health["by_model"]
                 if r["calls_with_attempts"]
@@ -416,10 +414,10 @@ def _health_section(health: dict[str, Any]) -> list[str]:
                     r["bucket_start"],
                     str(r["provider"]),
                     f"{r['attempts']:,}",
-                    _count(r["throttled_attempts"]),
-                    _pct(r["throttling_rate"]),
-                    _count(r["other_failed_attempts"]),
-                    _pct(r["error_rate"]),
+                    count(r["throttled_attempts"]),
+                    pct(r["throttling_rate"]),
+                    count(r["other_failed_attempts"]),
+                    pct(r["error_rate"]),
                 ]
                 for r in health["over_time"]
             ],
@@ -427,45 +425,13 @@ def _health_section(health: dict[str, Any]) -> list[str]:
     )
     parts.append("<h3>Worst calls by time lost to retries</h3>")
     parts.append(
-        _table(
-            _WORST_HEADERS,
-            [
-                [
-                    r["start_time"],
-                    str(r["provider"]),
-                    str(r["model"]),
-                    r["request_id"] or "—",
-                    f"{r['attempts']:,}",
-                    _count(r["throttled_attempts"]),
-                    _secs(r["retry_wait_s"]),
-                    _secs(r["failed_attempts_s"]),
-                    _secs(r["lost_s"]),
-                    _secs(r["duration_s"]),
-                ]
-                for r in health["worst_calls"]
-            ],
-        )
+        _table(list(WORST_CALL_HEADERS), [worst_call_cells(r) for r in health["worst_calls"]])
         if health["worst_calls"]
         else '<p class="note">No call was retried or had a failed attempt.</p>'
     )
     parts.append("<h3>Headroom at peak</h3>")
     parts.append(
-        _table(
-            ["provider", "model", "bucket", "key", "lowest", "remaining / limit", "at", "request id"],
-            [
-                [
-                    str(r["provider"]),
-                    str(r["model"]),
-                    r["bucket"],
-                    r["key_alias"] or "—",
-                    _pct(r["lowest"]),
-                    f"{r['remaining']:,.0f} / {r['limit']:,.0f}",
-                    r["at"],
-                    r["request_id"] or "—",
-                ]
-                for r in health["headroom"]
-            ],
-        )
+        _table(list(HEADROOM_HEADERS), [headroom_cells(r) for r in health["headroom"]])
         if health["headroom"]
         else '<p class="note">No rate-limit headers in these calls.</p>'
     )

@@ -7,27 +7,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if abs(value) < 0.01:
-        return f"${value:.6f}"
-    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f}%"
-
-
-def _secs(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
-
-
-def _count(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
+from tokentrace.report.cells import (
+    DASH,
+    HEADROOM_HEADERS,
+    WORST_CALL_HEADERS,
+    count,
+    headroom_cells,
+    pct,
+    secs,
+    usd,
+    without_attempt_info,
+    worst_call_cells,
+)
 
 
 def _table(title: str, *columns: str, left: int = 1) -> Table:
@@ -38,24 +29,13 @@ def _table(title: str, *columns: str, left: int = 1) -> Table:
     return table
 
 
-def without_attempt_info(health: dict[str, Any]) -> str | None:
-    """The provider/model groups with no attempt info at all, in words (listed apart, never as zeros)."""
-    groups = [row for row in health["by_model"] if not row["calls_with_attempts"]]
-    if not groups:
-        return None
-    names = ", ".join(
-        f"{row['provider']} {row['model']} ({row['calls']:,} call{'s' if row['calls'] != 1 else ''})" for row in groups
-    )
-    return f"No attempt info for {names}: left out of the figures."
-
-
 def render(report: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     s = report["summary"]
     console.print(
         f"[bold]{s['calls']:,} LLM calls[/] in {s['traces']:,} traces, {s['first_call'] or '—'} → "
-        f"{s['last_call'] or '—'}: total [bold]{_usd(s['cost_usd'])}[/], {s['errors']:,} failed "
-        f"({_pct(s['error_rate'])}), {s['input_tokens']:,} input / {s['output_tokens']:,} output tokens"
+        f"{s['last_call'] or '—'}: total [bold]{usd(s['cost_usd'])}[/], {s['errors']:,} failed "
+        f"({pct(s['error_rate'])}), {s['input_tokens']:,} input / {s['output_tokens']:,} output tokens"
         + (f"; {s['calls_without_cost']:,} calls without a price" if s["calls_without_cost"] else "")
     )
     for group, rows in report["top_cost"].items():
@@ -64,9 +44,9 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
             table.add_row(
                 str(row["key"] or "(none)"),
                 f"{row['calls']:,}",
-                _usd(row["cost_usd"]),
-                _pct(row["share"]),
-                _secs(row["p95_s"]),
+                usd(row["cost_usd"]),
+                pct(row["share"]),
+                secs(row["p95_s"]),
                 f"{row['errors']:,}",
             )
         console.print(table)
@@ -91,25 +71,23 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
             str(row["model"]),
             str(row["operation"]),
             f"{row['calls']:,}",
-            _secs(d.get("p50")),
-            _secs(d.get("p90")),
-            _secs(d.get("p95")),
-            _secs(d.get("p99")),
-            _secs(t.get("p50")),
-            _secs(t.get("p95")),
+            secs(d.get("p50")),
+            secs(d.get("p90")),
+            secs(d.get("p95")),
+            secs(d.get("p99")),
+            secs(t.get("p50")),
+            secs(t.get("p95")),
         )
     console.print(table)
 
     table = _table("Failures", "error.type", "provider", "model", "calls", "rate")
     for row in report["failures"]:
-        table.add_row(
-            row["error_type"], str(row["provider"]), str(row["model"]), f"{row['calls']:,}", _pct(row["rate"])
-        )
+        table.add_row(row["error_type"], str(row["provider"]), str(row["model"]), f"{row['calls']:,}", pct(row["rate"]))
     console.print(table)
 
     table = _table("Quality flags", "flag", "calls", "rate")
     for row in report["quality_flags"]:
-        table.add_row(row["flag"], f"{row['calls']:,}", _pct(row["rate"]))
+        table.add_row(row["flag"], f"{row['calls']:,}", pct(row["rate"]))
     console.print(table)
 
     table = _table("Token efficiency", "model", "calls", "input", "output", "cached share", "output/input", "estimated")
@@ -120,7 +98,7 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
             f"{row['calls']:,}",
             f"{row['input_tokens']:,}",
             f"{row['output_tokens']:,}",
-            _pct(row["cached_share"]),
+            pct(row["cached_share"]),
             "—" if ratio is None else f"{ratio:.2f}",
             f"{row['estimated_calls']:,}",
         )
@@ -128,7 +106,7 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
 
     table = _table("Cost over time", "from", "calls", "cost", "errors")
     for row in report["cost_over_time"]:
-        table.add_row(row["bucket_start"], f"{row['calls']:,}", _usd(row["cost_usd"]), f"{row['errors']:,}")
+        table.add_row(row["bucket_start"], f"{row['calls']:,}", usd(row["cost_usd"]), f"{row['errors']:,}")
     console.print(table)
 
     render_health(report["provider_health"], console)
@@ -148,26 +126,21 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         table.add_row(
             str(row["model"]),
             f"{row['calls']:,}",
-            _usd(row["cost_usd"]),
+            usd(row["cost_usd"]),
             f"{best['provider']}:{best['model']}" if best else "(none cheaper)",
-            _usd(best["cost_usd"]) if best else "—",
-            f"{_usd(best['saving_usd'])} ({_pct(best['saving_share'])})" if best else "—",
+            usd(best["cost_usd"]) if best else "—",
+            f"{usd(best['saving_usd'])} ({pct(best['saving_share'])})" if best else "—",
         )
     console.print(table)
     console.print(
         f"Estimated saving with the cheapest candidate per model: [bold]"
-        f"{_usd(what_if['best_total_saving_usd'])}[/] ({what_if['caveat']})."
+        f"{usd(what_if['best_total_saving_usd'])}[/] ({what_if['caveat']})."
     )
 
 
-def _with_share(count: str, share: float | None) -> str:
+def _with_share(amount: str, share: float | None) -> str:
     """A count and its share, ``2 (11.8%)``; a dash when unknown."""
-    return "—" if count == "—" or share is None else f"{count} ({_pct(share)})"
-
-
-def _when(iso: str | None) -> str:
-    """An ISO time as ``2026-01-01 00:03:00.100`` (to the millisecond, no T or Z) for narrow tables."""
-    return "—" if not iso else iso.rstrip("Z").replace("T", " ")[:23]
+    return DASH if amount == DASH or share is None else f"{amount} ({pct(share)})"
 
 
 def render_health(health: dict[str, Any], console: Console) -> None:
@@ -181,8 +154,8 @@ def render_health(health: dict[str, Any], console: Console) -> None:
     console.print(
         f"[bold]Provider health[/]: {t['attempts']:,} HTTP attempts for {t['calls_with_attempts']:,} calls "
         f"({t['attempts_per_call']:.2f} per call, {t['retried_calls']:,} calls retried); throttled (429) "
-        f"{_pct(t['throttling_rate'])}, other errors {_pct(t['error_rate'])} of attempts; "
-        f"{_secs(t['lost_s'])} lost to retries ({_pct(t['lost_share'])} of call time)"
+        f"{pct(t['throttling_rate'])}, other errors {pct(t['error_rate'])} of attempts; "
+        f"{secs(t['lost_s'])} lost to retries ({pct(t['lost_share'])} of call time)"
         + (f". {health['note']}" if health["note"] else "")
     )
     table = _table(
@@ -206,9 +179,9 @@ def render_health(health: dict[str, Any], console: Console) -> None:
             f"{row['calls']:,}",
             f"{row['attempts_per_call']:.2f}",
             f"{row['retried_calls']:,}",
-            _with_share(_count(row["throttled_attempts"]), row["throttling_rate"]),
-            _with_share(_count(row["other_failed_attempts"]), row["error_rate"]),
-            _with_share(_secs(row["lost_s"]), row["lost_share"]),
+            _with_share(count(row["throttled_attempts"]), row["throttling_rate"]),
+            _with_share(count(row["other_failed_attempts"]), row["error_rate"]),
+            _with_share(secs(row["lost_s"]), row["lost_share"]),
         )
     console.print(table)
     missing = without_attempt_info(health)
@@ -229,67 +202,23 @@ def render_health(health: dict[str, Any], console: Console) -> None:
             row["bucket_start"],
             str(row["provider"]),
             f"{row['attempts']:,}",
-            _with_share(_count(row["throttled_attempts"]), row["throttling_rate"]),
-            _with_share(_count(row["other_failed_attempts"]), row["error_rate"]),
+            _with_share(count(row["throttled_attempts"]), row["throttling_rate"]),
+            _with_share(count(row["other_failed_attempts"]), row["error_rate"]),
         )
     console.print(table)
 
-    table = _table(
-        "Time lost to retries: worst calls",
-        "started",
-        "provider",
-        "model",
-        "request id",
-        "attempts",
-        "429s",
-        "waited",
-        "in failed",
-        "lost",
-        "call",
-        left=4,
-    )
+    table = _table("Time lost to retries: worst calls", *WORST_CALL_HEADERS, left=4)
     for row in health["worst_calls"]:
-        table.add_row(
-            _when(row["start_time"]),
-            str(row["provider"]),
-            str(row["model"]),
-            row["request_id"] or "—",
-            f"{row['attempts']:,}",
-            _count(row["throttled_attempts"]),
-            _secs(row["retry_wait_s"]),
-            _secs(row["failed_attempts_s"]),
-            _secs(row["lost_s"]),
-            _secs(row["duration_s"]),
-        )
+        table.add_row(*worst_call_cells(row))
     if health["worst_calls"]:
         console.print(table)
     else:
         console.print("Time lost to retries: none (no call was retried or had a failed attempt).")
 
-    table = _table(
-        "Headroom at peak: lowest remaining / limit",
-        "provider",
-        "model",
-        "bucket",
-        "key",
-        "lowest",
-        "remaining / limit",
-        "at",
-        "request id",
-        left=4,
-    )
     if not health["headroom"]:
         console.print("Headroom at peak: no rate-limit headers in these calls.")
         return
+    table = _table("Headroom at peak: lowest remaining / limit", *HEADROOM_HEADERS, left=4)
     for row in health["headroom"]:
-        table.add_row(
-            str(row["provider"]),
-            str(row["model"]),
-            row["bucket"],
-            row["key_alias"] or "—",
-            _pct(row["lowest"]),
-            f"{row['remaining']:,.0f} / {row['limit']:,.0f}",
-            _when(row["at"]),
-            row["request_id"] or "—",
-        )
+        table.add_row(*headroom_cells(row))
     console.print(table)
