@@ -35,6 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from tests.gateway.backend import genai_request
 from tokentrace.gateway import EngineSettings, ExporterSettings, Gateway, QueueSettings
 from tokentrace.gateway.export import OK, Exporter, Outcome
+from tokentrace.gateway.server import tune_garbage_collector
 
 GOAL_SPANS_PER_S = 100_000
 GOAL_RSS_MIB = 150
@@ -69,6 +70,7 @@ def gateway(directory: str, metrics: bool = False) -> Gateway:
 
         meter_provider = gateway_meter_provider(TelemetrySettings(), [InMemoryMetricReader()])
     engine = Gateway(settings, exporter=NullExporter(), meter_provider=meter_provider)
+    tune_garbage_collector()  # as the gateway process does at startup
     engine.start()
     return engine
 
