@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 
-from tests.gateway.test_e2e import GatewayProcess, emit, expected_spans, sender
+from tests.gateway.process import GatewayProcess
+from tests.gateway.test_e2e import emit, expected_spans, sender
 
 PHOENIX_PYTHON_ENV = "TOKENTRACE_TEST_PHOENIX_PYTHON"
 PROJECT = "tokentrace-gateway-e2e"

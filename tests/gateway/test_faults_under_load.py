@@ -42,7 +42,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.backend import FakeBackend, Received
-from tests.gateway.test_e2e import GatewayProcess
+from tests.gateway.process import GatewayProcess
 from tests.gateway.test_receivers_http import otlp_json
 from tokentrace.gateway.queue import PersistentQueue
 

@@ -21,7 +21,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tests.gateway.backend import FakeBackend
-from tests.gateway.test_e2e import GatewayProcess
+from tests.gateway.process import GatewayProcess
 from tokentrace.gateway.otlp_codec import decode_attributes
 
 SAMPLING = {

@@ -17,7 +17,8 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from tests.gateway.backend import FakeBackend, genai_request
-from tests.gateway.test_e2e import CALLS, GatewayProcess, emit, sender
+from tests.gateway.process import GatewayProcess
+from tests.gateway.test_e2e import CALLS, emit, sender
 from tokentrace.gateway import EngineSettings, ExporterSettings, Gateway, QueueSettings
 from tokentrace.gateway.config import ConfigError, build_engine_settings, load
 from tokentrace.gateway.export import GrpcExporter
