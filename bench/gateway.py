@@ -93,7 +93,7 @@ def throughput(batch_spans: int, batches: int, profile: bool, metrics: bool = Fa
         engine = gateway(directory, metrics)
 
         def ingest(body: bytes) -> None:
-            engine.ingest_traces(parse(body))
+            engine.ingest_traces(parse(body), body)  # as the receivers do: the bytes ride along for the journal
 
         warm = max(2, batches // 10)
         for body in bodies[:warm]:
@@ -183,7 +183,8 @@ def memory(seconds: float) -> None:
                 time.sleep(delay)
             else:
                 behind += 1
-            engine.ingest_traces(parse(next_body(index)))
+            body = next_body(index)
+            engine.ingest_traces(parse(body), body)
         elapsed = time.monotonic() - started
         cpu = time.process_time() - cpu_started
         stop.set()

@@ -65,14 +65,13 @@ class Gateways:
 
     def received(self) -> list[float]:
         """Spans each gateway received, from its admin /metrics."""
-        out = []
-        for process in self.processes:
-            _, body = process.admin("/metrics")
-            line = next(
-                line for line in body.decode().splitlines() if line.startswith("tokentrace_gateway_received_total ")
-            )
-            out.append(float(line.split()[1]))
-        return out
+        return [self.counter(index, "received") for index in range(len(self.processes))]
+
+    def counter(self, index: int, name: str) -> float:
+        """``tokentrace_gateway_<name>_total`` of gateway ``index``, from its admin /metrics."""
+        _, body = self.processes[index].admin("/metrics")
+        prefix = f"tokentrace_gateway_{name}_total "
+        return float(next(line for line in body.decode().splitlines() if line.startswith(prefix)).split()[1])
 
     def stop(self) -> list[int]:
         with ThreadPoolExecutor(len(self.processes)) as pool:
@@ -217,37 +216,34 @@ def test_sigkill_of_a_gateway_under_load(tmp_path: Path) -> None:
                 assert not [line for line in collector.lines if "Dropping data" in line], collector.log()
             finally:
                 collector.kill()
+            replayed = gateways.counter(1, "replayed")
             assert gateways.stop() == [0, 0, 0]
         finally:
             gateways.kill()
         emitted = app.spans()
         stored = jaeger.wait_for(SERVICE, len(emitted))
-    # Spans the killed gateway had acknowledged but not yet decided were in its memory only: traces whose
-    # spans reached it in the decision_wait_s before the kill (plus the app's and Collector's batching).
-    window = (killed_at - decision_wait_s - 1.0, killed_at + 0.5)
+    # Spans the killed gateway had acknowledged but not yet decided (held by tail sampling for
+    # decision_wait_s) were in its memory, and in its intake journal: the restart ran them through the
+    # pipeline again, so every trace is complete (a replayed span may be stored twice: a set here).
     lost: dict[str, int] = {}
     during_outage = 0
     for trace_id, request in app.requests.items():
         expected = {f"{span.context.span_id:016x}" for span in emitted[trace_id]}
         got = {span.span_id for span in stored.get(trace_id, [])}
         assert got <= expected
-        if window[1] < request.started and request.ended < restarted_at:
+        if killed_at + 0.5 < request.started and request.ended < restarted_at:
             during_outage += 1  # a third of these went to the dead gateway: the Collector held and retried them
-            assert got == expected, f"trace {trace_id}, made while the gateway was down, lost spans"
         if got != expected:
             lost[trace_id] = len(expected - got)
-            assert request.ended >= window[0] and request.started <= window[1], (
-                f"trace {trace_id} lost {len(expected - got)} span(s) outside the undecided window: "
-                f"started {request.started - killed_at:+.2f} s, ended {request.ended - killed_at:+.2f} s from the kill"
-            )
-    in_window = sum(1 for r in app.requests.values() if r.ended >= window[0] and r.started <= window[1])
     print(
         f"\nSIGKILL under load: {len(app.requests)} traces, {sum(len(s) for s in emitted.values())} spans; "
-        f"{during_outage} traces made while the gateway was down all arrived; lost: {len(lost)} traces "
-        f"({sum(lost.values())} spans) of the {in_window} in the undecided window"
+        f"{during_outage} traces made while the gateway was down; lost: {len(lost)} traces "
+        f"({sum(lost.values())} spans); {replayed:.0f} span(s) replayed from the intake journal"
     )
     assert during_outage > 0
-    assert len(lost) < len(app.requests) / 5
+    # Whether the kill caught spans still undecided depends on its timing against the Collector's batches
+    # (``replayed`` says); tests/gateway/test_engine.py kills a gateway that holds every span it acknowledged.
+    assert not lost, f"traces that lost spans: {lost}"
 
 
 def test_adding_and_removing_a_gateway_during_a_run(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Any
 
 import pytest
 from google.protobuf import json_format
@@ -454,6 +455,93 @@ def test_gateway_killed_with_sigkill_loses_no_acknowledged_span(tmp_path, fsync)
         delivered = [span.span_id for span in backend.spans()]
     assert expected <= set(delivered)
     assert len(delivered) - len(set(delivered)) == 0  # nothing was sent before the kill: no duplicates
+
+
+HOLDING_GATEWAY_PROCESS = textwrap.dedent("""
+    import sys
+    from tests.gateway.backend import genai_request
+    from tokentrace.gateway import EngineSettings, ExporterSettings, Gateway, QueueSettings
+
+    # tail sampling that decides nothing for 30 s (no local roots: the HTTP root spans are left out), so
+    # every acknowledged span is still held in memory when the process is killed
+    settings = EngineSettings(queue=QueueSettings(directory=sys.argv[1], fsync=sys.argv[3]),
+                              exporter=ExporterSettings(endpoint=sys.argv[2], timeout_s=0.2, initial_backoff_s=0.05),
+                              pipeline={"sample": {"probability": 1.0, "decision_wait_s": 30}})
+    gateway = Gateway(settings)
+    gateway.start()
+    index = 0
+    while True:
+        request = genai_request(1, 3, seed=index)
+        del request.resource_spans[0].scope_spans[0]
+        gateway.ingest_traces(request)
+        print(f"ACK {index}", flush=True)
+        index += 1
+""")
+
+
+def held_request(index: int) -> Any:
+    request = genai_request(1, 3, seed=index)
+    del request.resource_spans[0].scope_spans[0]
+    return request
+
+
+@pytest.mark.parametrize("fsync", ["always", "interval:100"])
+def test_spans_held_by_tail_sampling_survive_a_sigkill(tmp_path, fsync):
+    """Acknowledged but undecided spans live in the sampler's memory; the intake journal brings them back."""
+    unreachable = f"127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_GATEWAY_PROCESS, str(tmp_path), unreachable, fsync],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    acked = -1
+    try:
+        for line in process.stdout:
+            acked = int(line.split()[1])
+            if acked >= 40:
+                break
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+    for line in process.stdout:
+        acked = int(line.split()[1])
+    expected = {span.span_id for index in range(acked + 1) for span in sent_spans(held_request(index))}
+    with FakeBackend() as backend:
+        gateway = make_gateway(tmp_path, backend, pipeline=KEEP_ALL)
+        assert gateway.stats()["replayed"] >= len(expected)  # nothing had left the sampler: all replayed
+        backend.wait_for_spans(len(expected), timeout_s=20)
+        gateway.shutdown(5)
+        delivered = [span.span_id for span in backend.spans()]
+        assert gateway.stats()["journal_depth_bytes"] == 0
+    assert expected <= set(delivered)
+    assert len(delivered) == len(set(delivered))  # none had reached the backend before: no duplicates
+
+
+def test_the_intake_journal_forgets_a_request_once_its_spans_left_the_sampler(tmp_path, backend):
+    gateway = make_gateway(tmp_path, backend, pipeline={"sample": {"probability": 1.0, "decision_wait_s": 0.3}})
+    for index in range(5):
+        gateway.ingest_traces(held_request(index))
+    gateway.poll()
+    assert gateway.stats()["journal_depth_bytes"] > 0  # undecided: the journal keeps them
+    deadline = time.monotonic() + 10
+    while gateway.stats()["journal_depth_bytes"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        gateway.poll()
+    assert gateway.stats()["journal_depth_bytes"] == 0
+    backend.wait_for_spans(5 * 2, timeout_s=10)  # two chat spans a request (the root was left out)
+    gateway.shutdown(5)
+    restarted = make_gateway(tmp_path, backend, pipeline=KEEP_ALL)
+    assert restarted.stats()["replayed"] == 0  # a clean stop leaves nothing to replay
+    restarted.shutdown(5)
+
+
+def test_without_tail_sampling_there_is_no_journal(tmp_path, backend):
+    gateway = make_gateway(tmp_path, backend, pipeline={"pipeline": []})
+    gateway.ingest_traces(held_request(1))
+    assert gateway.stats()["journal_depth_bytes"] == 0
+    assert not (tmp_path / "intake").exists()
+    gateway.shutdown(5)
 
 
 def test_a_failing_stage_does_not_lose_the_batch(tmp_path, backend, caplog):

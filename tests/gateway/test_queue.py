@@ -113,6 +113,25 @@ def test_settling_the_oldest_batch_lets_export_run_ahead_again(directory):
     queue.close()
 
 
+def test_a_journal_commits_in_order_across_segments_and_replays_the_rest(directory):
+    """The intake journal's use: append, commit up to a position, read back what is not committed."""
+    journal = PersistentQueue(directory, fsync_interval_s=0, segment_bytes=300)
+    positions = [journal.append(KIND_TRACES, b"request-%d" % index + b"." * 100, wait=False) for index in range(8)]
+    journal.wait_durable(positions[-1])
+    assert len({position.segment for position in positions}) > 2  # spread over several segments
+    journal.commit_through(positions[4])
+    segments_left = len([name for name in os.listdir(directory) if name.endswith(".seg")])
+    journal.close()
+    reopened = PersistentQueue(directory, fsync_interval_s=0, segment_bytes=300)
+    assert [record.payload[:9] for record in reopened.uncommitted()] == [b"request-5", b"request-6", b"request-7"]
+    assert segments_left < len({position.segment for position in positions})  # committed segments deleted
+    reopened.commit_through(positions[2])  # behind the committed position: nothing changes
+    assert len(reopened.uncommitted()) == 3
+    reopened.commit_through(reopened.written)
+    assert reopened.uncommitted() == [] and reopened.disk_bytes == 0
+    reopened.close()
+
+
 def test_uncommitted_records_are_redelivered_after_reopen(directory):
     queue = PersistentQueue(directory, fsync_interval_s=0)
     for index in range(5):

@@ -79,7 +79,7 @@ class StubEngine:
             error.retry_after_s = self.overloaded_for
             raise error
 
-    def ingest_traces(self, request: Any) -> IngestResult:
+    def ingest_traces(self, request: Any, raw: bytes | None = None) -> IngestResult:
         self._gate()
         with self.lock:
             self.traces.append(request)

@@ -6,6 +6,14 @@ in the persistent queue (durable per the fsync policy): that is when the receive
 When the queue has no room the call raises :class:`Overloaded` *before* the pipeline sees the batch,
 so a client's retry is not processed twice and nothing acknowledged is ever dropped.
 
+Spans the tail sampler holds (their trace is not decided yet) are in memory only, yet their request
+was acknowledged. So when the pipeline can hold spans, each request is first appended to an intake
+journal (a second persistent queue, ``<queue.directory>/intake``), and the journal is committed up to
+a request only once nothing the sampler still holds arrived before it was processed
+(``Pipeline.oldest_held_ns``) and what the pipeline released is in the queue. After a crash the
+uncommitted requests are run through the pipeline again (``replayed``): nothing acknowledged is lost,
+and what may reach the backend twice is bounded by the decision wait's worth of requests.
+
 Threads: receivers' threads run decode and the pipeline (under one lock: stages keep state), a poller
 releases spans the tail sampler held once their trace is decided, and ``exporter.concurrency``
 workers take batches from the queue, send them, retry retryable failures for as long as it takes and
@@ -18,10 +26,15 @@ the next start.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tokentrace.gateway.export import Exporter, Outcome, backoff_delays, build_exporter
 from tokentrace.gateway.otlp_codec import count_spans, decode_json, decode_request, encode_spans
@@ -31,6 +44,7 @@ from tokentrace.gateway.queue import (
     KIND_METRICS,
     KIND_TRACES,
     PersistentQueue,
+    Position,
     QueueClosed,
     QueueFull,
     Record,
@@ -40,6 +54,7 @@ from tokentrace.gateway.settings import EngineSettings
 logger = logging.getLogger(__name__)
 
 PASSTHROUGH_KINDS = {"metrics": KIND_METRICS, "logs": KIND_LOGS}
+JOURNAL_DIRECTORY = "intake"  # inside queue.directory
 OVERLOAD_RETRY_AFTER_S = 1.0
 
 
@@ -82,6 +97,7 @@ class _Stats:
         "received",
         "refused",
         "rejected",
+        "replayed",
         "retried",
     )
 
@@ -122,6 +138,8 @@ class Gateway:
         self._owns_exporter = exporter is None
         self._exporter_stats: Any = None  # the exporter's own counters (the local store's), kept past shutdown
         self.queue: PersistentQueue | None = None
+        self._journal: PersistentQueue | None = None  # requests acknowledged while the sampler may hold spans
+        self._journalled: deque[tuple[Position, int]] = deque()  # (journal position, time processed) in order
         self._stats = _Stats()
         self._pipeline_lock = threading.Lock()
         self._accepting = False
@@ -176,6 +194,14 @@ class Gateway:
             logger.info(
                 "tokentrace gateway: %d batch(es) recovered from the queue, re-sending", self.queue.recovered_records
             )
+        if getattr(self.pipeline, "holds_spans", False):
+            self._journal = PersistentQueue(
+                os.path.join(queue_settings.directory, JOURNAL_DIRECTORY),
+                fsync_interval_s=queue_settings.fsync_interval_s,
+                max_bytes=queue_settings.max_bytes,
+                segment_bytes=queue_settings.segment_bytes,
+            )
+            self._replay_journal()
         self._started = True
         self._accepting = True
         self._poller = threading.Thread(target=self._poll_loop, daemon=True, name="tokentrace-gateway-poll")
@@ -206,7 +232,12 @@ class Gateway:
             except Exception:
                 logger.exception("tokentrace gateway: pipeline shutdown failed")
                 released = []
-        self._enqueue_released(released)
+            written = self._enqueue_released_locked(released)
+            settled = self._settled_locked()
+        self._settle(written, settled)
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         queue = self.queue
         assert queue is not None
         while time.monotonic() < deadline and not queue.empty():
@@ -249,44 +280,114 @@ class Gateway:
             if not self._active:
                 self._idle.notify_all()
 
-    def ingest_traces(self, request: Any) -> IngestResult:
-        """Run ``request`` (an ExportTraceServiceRequest) through the pipeline into the queue."""
+    def ingest_traces(self, request: Any, raw: bytes | None = None) -> IngestResult:
+        """Run ``request`` (an ExportTraceServiceRequest; ``raw``: its bytes as received, if at hand)
+        through the pipeline into the queue."""
         try:
             queue = self._enter(request.ByteSize())
         except (Overloaded, TooLarge):
             self._stats.refused += count_spans(request)
             raise
         try:
-            return self._ingest(queue, request)
+            return self._ingest(queue, request, raw)
         finally:
             self._leave()
 
-    def _ingest(self, queue: PersistentQueue, request: Any) -> IngestResult:
+    def _ingest(self, queue: PersistentQueue, request: Any, raw: bytes | None = None) -> IngestResult:
         stats = self._stats
         decoded = decode_request(request)
-        spans = decoded.spans
-        total = len(spans)
+        total = len(decoded.spans)
         stats.received += total + decoded.rejected
         stats.rejected += decoded.rejected
-        passed: list[Any] = []
-        if spans:
-            with self._pipeline_lock:
-                try:
-                    passed = self.pipeline.process(spans)
-                except Exception:  # a stage's bug must not lose data: pass the batch on as it is
-                    logger.exception("tokentrace gateway: the pipeline failed; exporting the batch unprocessed")
-                    stats.pipeline_errors += 1
-                    passed = spans
-        if passed:
-            payload = encode_spans(passed, None if decoded.rejected else request, total)
+        if decoded.spans:
             try:
-                queue.append(KIND_TRACES, payload, count=len(passed), force=True)
+                self._run_pipeline(queue, decoded, request, raw)
             except QueueClosed as exc:  # cannot happen while active (shutdown waits); never acknowledge it
                 stats.refused += total
                 raise Overloaded("the gateway is shutting down") from exc
-            stats.queued += len(passed)
         stats.accepted += total
         return IngestResult(total, decoded.rejected, decoded.error_message)
+
+    def _run_pipeline(
+        self, queue: PersistentQueue, decoded: Any, request: Any, raw: bytes | None, replaying: Position | None = None
+    ) -> None:
+        """Journal (when spans may be held), process, queue what passed; return once both are durable.
+
+        Journal, pipeline and queue writes happen in one critical section, so the journal's record of a
+        request is never committed before what the pipeline released from it is in the queue; the
+        fsync waits happen after it, so concurrent requests still share one fsync."""
+        spans = decoded.spans
+        journal = self._journal
+        journalled: Position | None = None
+        written: Position | None = None
+        with self._pipeline_lock:
+            if journal is not None and replaying is None:
+                body = raw if raw is not None else request.SerializeToString()
+                journalled = journal.append(KIND_TRACES, body, count=len(spans), force=True, wait=False)
+            try:
+                passed = self.pipeline.process(spans)
+            except Exception:  # a stage's bug must not lose data: pass the batch on as it is
+                logger.exception("tokentrace gateway: the pipeline failed; exporting the batch unprocessed")
+                self._stats.pipeline_errors += 1
+                passed = spans
+            if passed:
+                payload = encode_spans(passed, None if decoded.rejected else request, len(spans))
+                written = queue.append(KIND_TRACES, payload, count=len(passed), force=True, wait=False)
+                self._stats.queued += len(passed)
+            if journal is not None:
+                self._journalled.append((replaying or journalled, time.time_ns()))  # type: ignore[arg-type]
+        if journalled is not None:
+            journal.wait_durable(journalled)  # type: ignore[union-attr]
+        if written is not None:
+            queue.wait_durable(written)
+
+    def _replay_journal(self) -> None:
+        """Run the requests acknowledged before a crash whose spans may not all have reached the queue
+        through the pipeline again (their spans already queued then may reach the backend twice)."""
+        journal, queue = self._journal, self.queue
+        assert journal is not None and queue is not None
+        records = journal.uncommitted()
+        for record in records:
+            try:
+                request = ExportTraceServiceRequest.FromString(record.payload)
+            except DecodeError:  # pragma: no cover - the record's CRC held, so it is what was written
+                logger.error("tokentrace gateway: an intake journal record does not decode; skipped")
+                continue
+            decoded = decode_request(request)
+            self._stats.replayed += len(decoded.spans)
+            if decoded.spans:
+                self._run_pipeline(queue, decoded, request, None, replaying=Position(record.segment, record.end))
+        if records:
+            logger.warning(
+                "tokentrace gateway: %d request(s) acknowledged before the last stop were not fully passed on; "
+                "%d span(s) run through the pipeline again (some may reach the backend twice)",
+                len(records),
+                self._stats.replayed,
+            )
+
+    def _settled_locked(self) -> Position | None:
+        """The journal position every request before which has fully left the pipeline (under the lock)."""
+        if self._journal is None or not self._journalled:
+            return None
+        try:
+            oldest = self.pipeline.oldest_held_ns()
+        except Exception:
+            logger.exception("tokentrace gateway: could not ask the pipeline what it holds")
+            return None
+        settled = None
+        journalled = self._journalled
+        while journalled and (oldest is None or journalled[0][1] < oldest):
+            settled = journalled.popleft()[0]
+        return settled
+
+    def _settle(self, written: Position | None, settled: Position | None) -> None:
+        """After the lock: make released spans durable, then commit the journal up to ``settled``."""
+        queue = self.queue
+        if written is not None and queue is not None:
+            queue.wait_durable(written)
+        if settled is not None and self._journal is not None and queue is not None:
+            queue.wait_durable(queue.written)  # other requests' released spans, written under the lock
+            self._journal.commit_through(settled)
 
     def ingest_traces_json(self, body: bytes) -> IngestResult:
         """OTLP/JSON; ``ValueError`` when the body cannot be decoded."""
@@ -310,35 +411,41 @@ class Gateway:
             self._leave()
         self._stats.passthrough += 1
 
-    def _enqueue_released(self, released: list[Any]) -> None:
+    def _enqueue_released_locked(self, released: list[Any]) -> Position | None:
+        """Write spans the pipeline released on its own into the queue (under the pipeline lock); the
+        caller waits for :meth:`PersistentQueue.wait_durable` of the result after the lock."""
         if not released:
-            return
+            return None
         self._stats.held_released += len(released)
         try:
             payload = encode_spans(released)
         except Exception:
             logger.exception("tokentrace gateway: could not encode %d released span(s); dropped", len(released))
             self._stats.dropped += len(released)
-            return
+            return None
         assert self.queue is not None
         try:
-            self.queue.append(KIND_TRACES, payload, count=len(released), force=True)
+            written = self.queue.append(KIND_TRACES, payload, count=len(released), force=True, wait=False)
         except QueueClosed:
             logger.error("tokentrace gateway: queue closed; %d released span(s) lost", len(released))
             self._stats.dropped += len(released)
-            return
+            return None
         self._stats.queued += len(released)
+        return written
 
     def _poll_loop(self) -> None:
         while not self._stop_poll.wait(self.settings.poll_interval_s):
             self.poll()
 
     def poll(self) -> None:
-        """Release spans whose trace is decided (the timer calls this; tests may too)."""
+        """Release spans whose trace is decided, and commit the journal past requests fully passed on
+        (the timer calls this; tests may too)."""
         try:
             with self._pipeline_lock:
                 released = self.pipeline.poll()
-            self._enqueue_released(released)
+                written = self._enqueue_released_locked(released)
+                settled = self._settled_locked()
+            self._settle(written, settled)
         except Exception:
             logger.exception("tokentrace gateway: pipeline poll failed")
 
@@ -433,11 +540,14 @@ class Gateway:
             "dropped": stats.dropped,
             "backend_rejected": stats.partial_rejected,
             "pipeline_errors": stats.pipeline_errors,
+            "replayed": stats.replayed,
             "queue_depth_bytes": queue.disk_bytes if queue is not None else 0,
             "queue_depth_batches": queue.depth if queue is not None else 0,
             "queue_in_flight_batches": queue.in_flight if queue is not None else 0,
             "queue_recovered_batches": queue.recovered_records if queue is not None else 0,
             "redelivered_batches": queue.redelivered_records if queue is not None else 0,
+            # acknowledged requests kept in the intake journal until the sampler has passed them all on
+            "journal_depth_bytes": self._journal.disk_bytes if self._journal is not None else 0,
             "export_latency_avg_s": stats.export_latency_s_sum / batches if batches else 0.0,
             "export_latency_max_s": stats.export_latency_s_max,
             **self._store_stats(),

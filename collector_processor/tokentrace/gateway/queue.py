@@ -72,6 +72,15 @@ class Record:
     count: int = 0  # items (spans) in the payload
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Just after a record: its segment, the offset where the next record starts, and the write count."""
+
+    segment: int
+    offset: int
+    seq: int = 0
+
+
 def _segment_name(number: int) -> str:
     return f"{number:020d}{SUFFIX}"
 
@@ -238,8 +247,9 @@ class PersistentQueue:
         with self._lock:
             return self.disk_bytes + size + HEADER.size <= self.max_bytes
 
-    def append(self, kind: int, payload: bytes, *, count: int = 0, force: bool = False) -> None:
-        """Write one record; returns once it is durable under the fsync policy.
+    def append(self, kind: int, payload: bytes, *, count: int = 0, force: bool = False, wait: bool = True) -> Position:
+        """Write one record; returns once it is durable under the fsync policy (with ``wait=False`` once
+        written: the caller passes the result to :meth:`wait_durable` later, e.g. outside its own lock).
 
         Raises :class:`QueueFull` past ``max_bytes`` unless ``force`` (spans the pipeline released on
         its own, which must not be lost: the caller checked ``has_room`` before taking them in).
@@ -261,9 +271,24 @@ class PersistentQueue:
             seq = self._write_seq
             self.appended += 1
             self._readable.notify()
-            fd = self._write_fd
+            position = Position(self._write_segment, self._write_size, seq)
+        if wait:
+            self.wait_durable(position)
+        return position
+
+    def wait_durable(self, position: Position) -> None:
+        """Return once the record at ``position`` (and everything written before it) is durable under
+        the fsync policy: at once for ``interval`` and ``never`` (written records survive the process)."""
         if self.fsync_interval_s == 0:
-            self._sync_up_to(seq, fd)
+            with self._lock:
+                fd = self._write_fd
+            self._sync_up_to(position.seq, fd)
+
+    @property
+    def written(self) -> Position:
+        """Where the next record will go: :meth:`wait_durable` of it covers every record written so far."""
+        with self._lock:
+            return Position(self._write_segment, self._write_size, self._write_seq)
 
     def _rotate(self) -> None:
         if self.fsync_interval_s is not None:
@@ -384,6 +409,48 @@ class PersistentQueue:
             if (self._commit_segment, self._commit_offset) != before:
                 self._write_committed_locked()
             self._readable.notify_all()  # memory freed (and maybe disk): waiting consumers may go on
+
+    # --- a journal: a log without consumers, committed in order by its writer --------------------
+
+    def uncommitted(self) -> list[Record]:
+        """Every record after the committed position, in order (a journal's replay on open). Only for a
+        queue no consumer reads with :meth:`get`."""
+        with self._lock:
+            out: list[Record] = []
+            segment, offset = self._commit_segment, self._commit_offset
+            for number in self._segments:
+                if number < segment:
+                    continue
+                start = offset if number == segment else 0
+                _, offsets = self._scan(self._path(number), start)
+                with open(self._path(number), "rb") as fh:
+                    data = fh.read()
+                for at in offsets:
+                    length, _crc = HEADER.unpack_from(data, at)
+                    kind, count = BODY_HEADER.unpack_from(data, at + HEADER.size)
+                    body = at + HEADER.size + BODY_HEADER.size
+                    end = at + HEADER.size + length
+                    out.append(Record(number, at, end, kind, data[body:end], count))
+            return out
+
+    def commit_through(self, position: Position) -> None:
+        """A journal's writer is done with every record up to ``position``: commit it, delete what is
+        wholly behind it. Only for a queue no consumer reads with :meth:`get`."""
+        target = (position.segment, position.offset)
+        with self._lock:
+            if target <= (self._commit_segment, self._commit_offset):
+                return
+            if (self._read_segment, self._read_offset) < target:
+                self._read_segment, self._read_offset = target
+            while self._commit_segment < position.segment:
+                self._commit_offset = self._sizes.get(self._commit_segment, 0)
+                before = self._commit_segment
+                self._advance_commit_segment()
+                if self._commit_segment == before:  # pragma: no cover - a gap in segment numbers
+                    break
+            if self._commit_segment == position.segment:
+                self._commit_offset = max(self._commit_offset, position.offset)
+            self._write_committed_locked()
 
     def release(self, record: Record) -> None:
         """Hand a record back unsent (shutdown mid-retry): it is sent again after the next start."""

@@ -107,7 +107,7 @@ class _Exporter:
         response = RESPONSES[self.signal]()
         try:
             if self.signal == "traces":
-                result = self.engine.ingest_traces(request)
+                result = self.engine.ingest_traces(request, body)
                 if result.rejected_spans:
                     response.partial_success.rejected_spans = result.rejected_spans
                     response.partial_success.error_message = result.error_message

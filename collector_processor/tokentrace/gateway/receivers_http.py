@@ -435,7 +435,7 @@ class OtlpHandler(http.server.BaseHTTPRequestHandler):
                 if media == JSON:
                     result = engine.ingest_traces_json(body)
                 else:
-                    result = engine.ingest_traces(_parse_protobuf(signal, body))
+                    result = engine.ingest_traces(_parse_protobuf(signal, body), body)
                 if result.rejected_spans:
                     response.partial_success.rejected_spans = result.rejected_spans
                     response.partial_success.error_message = result.error_message

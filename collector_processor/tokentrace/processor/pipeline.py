@@ -38,6 +38,20 @@ class Pipeline:
                 out.extend(self._run(released, index + 1))
         return out
 
+    @property
+    def holds_spans(self) -> bool:
+        """Whether a stage may keep spans back (tail sampling): spans it holds are in memory only."""
+        return any(getattr(stage, "holds_spans", False) for stage in self.stages)
+
+    def oldest_held_ns(self) -> int | None:
+        """When (``time.time_ns()``) the oldest span a stage still holds arrived, None if none is held.
+
+        Every span that entered the pipeline before that instant has left it (passed or dropped), which
+        is what lets the gateway forget the copy of a request it journalled before acknowledging it.
+        """
+        held = [stage.oldest_held_ns() for stage in self.stages if getattr(stage, "holds_spans", False)]
+        return min((value for value in held if value is not None), default=None)
+
     def _run(self, batch: list[SpanData], start: int) -> list[SpanData]:
         for stage in self.stages[start:]:
             if not batch:

@@ -83,6 +83,12 @@ class TraceBuffer(Generic[V]):
         with self._lock:
             return sum(len(p.spans) for p in self._pending.values())
 
+    def oldest_arrival_ns(self) -> int | None:
+        """When the oldest span still held arrived (by ``clock``), or None when nothing is held: every
+        span that arrived before it has left the buffer (the gateway's intake journal relies on this)."""
+        with self._lock:
+            return min((pending.first_ns for pending in self._pending.values()), default=None)
+
     def cached(self, trace_id: int) -> V | None:
         with self._lock:
             return self._decided.get(trace_id)

@@ -107,8 +107,9 @@ class SamplingConfig:
         if self.probability > 0:
             policies.append(ProbabilisticPolicy(self.probability))
         if self.per_model_limits:
-            policies.append(RateLimitPolicy(self.per_model_limits, clock) if clock else
-                            RateLimitPolicy(self.per_model_limits))
+            policies.append(
+                RateLimitPolicy(self.per_model_limits, clock) if clock else RateLimitPolicy(self.per_model_limits)
+            )
         return policies
 
 
@@ -180,7 +181,8 @@ class TailSamplingStage:
             semconv.METRIC_SAMPLING_TRACES, unit="{trace}", description="Traces decided by the tail sampler."
         )
         self._overflow = meter.create_counter(
-            semconv.METRIC_SAMPLING_OVERFLOW, unit="{trace}",
+            semconv.METRIC_SAMPLING_OVERFLOW,
+            unit="{trace}",
             description="Traces decided early because the sampling buffer was full.",
         )
         self._pending_kept = self._pending_dropped = self._pending_overflow = 0
@@ -188,7 +190,8 @@ class TailSamplingStage:
         self._kept_attributes = {semconv.SAMPLING_DECISION: "kept"}
         self._dropped_attributes = {semconv.SAMPLING_DECISION: "dropped"}
         self._late = meter.create_counter(
-            semconv.METRIC_SAMPLING_LATE_SPANS, unit="{span}",
+            semconv.METRIC_SAMPLING_LATE_SPANS,
+            unit="{span}",
             description="Spans that arrived after their trace was decided.",
         )
 
@@ -259,9 +262,18 @@ class TailSamplingStage:
     def shutdown(self) -> list[SpanData]:
         return self._emit(self.buffer.drain())
 
+    @property
+    def holds_spans(self) -> bool:
+        return self.config.enabled
 
-def build(config: SamplingConfig | Mapping[str, Any] | None = None, meter_provider: MeterProvider | None = None
-          ) -> TailSamplingStage:
+    def oldest_held_ns(self) -> int | None:
+        """See :meth:`tokentrace.processor.pipeline.Pipeline.oldest_held_ns`."""
+        return self.buffer.oldest_arrival_ns()
+
+
+def build(
+    config: SamplingConfig | Mapping[str, Any] | None = None, meter_provider: MeterProvider | None = None
+) -> TailSamplingStage:
     if config is None or isinstance(config, Mapping):
         config = SamplingConfig.from_mapping(config)
     return TailSamplingStage(config, meter_provider)

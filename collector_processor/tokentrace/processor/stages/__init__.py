@@ -17,8 +17,10 @@ class Stage(Protocol):
 
     ``process`` may change spans in place (set ``changed`` via ``SpanData.set``/``pop``) and returns
     the spans to pass on; a stage that holds spans back, like the tail sampler, returns fewer and
-    releases them later from ``poll``. Stages must not raise on odd input: a span they cannot
-    understand passes through unchanged.
+    releases them later from ``poll``, and then also says so: a ``holds_spans`` attribute (True)
+    and ``oldest_held_ns()`` (when the oldest span it holds arrived, by ``time.time_ns()``; None when
+    it holds none), which the gateway needs to know when a request it acknowledged is fully passed on.
+    Stages must not raise on odd input: a span they cannot understand passes through unchanged.
     """
 
     name: str
