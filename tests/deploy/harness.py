@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -30,7 +29,7 @@ import pytest
 import yaml
 
 from tests.gateway.backend import free_port
-from tests.gateway.process import merge
+from tests.gateway.process import ChildProcess, merge
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "examples" / "deploy"
@@ -50,7 +49,7 @@ requires_binaries = pytest.mark.skipif(
 )
 
 
-class GoProcess:
+class GoProcess(ChildProcess):
     """A Collector-style program (the Collector or Jaeger): started with ``--config`` files and an
     environment, ready when its health_check answers 200; stderr lines kept in ``lines``."""
 
@@ -119,28 +118,6 @@ class GoProcess:
     def signal(self, sig: int) -> None:
         assert self.process is not None
         self.process.send_signal(sig)
-
-    def stop(self, timeout_s: float = 30) -> int:
-        """SIGTERM and wait: the Collector drains its queues to the next hop before exiting."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout_s)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def __enter__(self) -> GoProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.stop()
 
 
 class Collector(GoProcess):

@@ -28,7 +28,39 @@ if TYPE_CHECKING:
 PIPELINE = {"pipeline": ["normalise", "enrich", "flags"]}
 
 
-class GatewayProcess:
+class ChildProcess:
+    """A program the tests run as a subprocess: stopped by a signal (it drains first), killed if it does
+    not exit, and always gone after ``with``. Subclasses set ``process`` in ``start``."""
+
+    process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout_s: float = 30) -> ChildProcess:
+        raise NotImplementedError
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
+        """Send ``sig`` (SIGTERM: drain and exit) and wait for the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout_s)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __enter__(self) -> ChildProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.stop()
+
+
+class GatewayProcess(ChildProcess):
     """``tokentrace gateway`` in a subprocess on free ports; its JSON log lines are kept in ``logs``."""
 
     def __init__(
@@ -116,27 +148,6 @@ class GatewayProcess:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout_s)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def __enter__(self) -> GatewayProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.stop()
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
