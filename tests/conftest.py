@@ -75,9 +75,7 @@ def instrument(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> Iterato
             monkeypatch.setenv(key, value)
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
-        instrumentor.instrument(
-            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-        )
+        instrumentor.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
         return instrumentor
 
     yield _instrument
@@ -105,6 +103,23 @@ def instrument_with(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> It
     for instrumentor in done:
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
+
+
+@pytest.fixture
+def span_ends(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every span our recorder ends, in order (a span ended twice would appear twice): the stream
+    contract tests of every provider check each stream's span ends exactly once."""
+    from tokentrace.core.recorder import Recorder
+
+    ended: list[Any] = []
+    original = Recorder._end_span
+
+    def counting(self: Recorder, span: Any) -> None:
+        ended.append(span)
+        original(self, span)
+
+    monkeypatch.setattr(Recorder, "_end_span", counting)
+    return ended
 
 
 @pytest.fixture

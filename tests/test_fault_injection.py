@@ -10,25 +10,22 @@ the span must still end where the fault allows it.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ssl
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 import pytest
 from observed import fingerprint
 from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.trace import StatusCode
 
-import tokentrace
+from tests.providers import fault_contract as contract
+from tests.providers.fault_contract import AT_LEAST_ONCE, DESCRIBE, FAILED_CALL, PER_CHUNK, Fault, boom
+from tests.providers.fault_contract import on as _on
 from tokentrace.core import pricing, recorder, semconv, tokens
 from tokentrace.core.call import GenAICall
-from tokentrace.core.safety import internal_errors
-from tokentrace.instrumentation.openai import _content, _patch, _requests, _responses
+from tokentrace.instrumentation.openai import OpenAIInstrumentor, _content, _patch, _requests, _responses
 
 CHAT_MODEL = "gpt-4o-mini"
 EMBEDDING_MODEL = "text-embedding-3-small"
@@ -36,14 +33,6 @@ FAILING_MODEL = "error-429"
 PROMPT = "Nothing of ours may change what the application sees."
 MESSAGES = [{"role": "user", "content": PROMPT}]
 CAPTURE_ON_SPAN = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
-
-class InjectedFault(RuntimeError):
-    pass
-
-
-def boom(*args: Any, **kwargs: Any) -> Any:
-    raise InjectedFault("injected into a tokentrace hook")
-
 
 # -- workloads --------------------------------------------------------------------------------------
 
@@ -80,9 +69,7 @@ async def run_async(client: Any, workload: str, model: str | None = None) -> Any
     if workload == "chat":
         return fingerprint(await client.chat.completions.create(model=model or CHAT_MODEL, messages=MESSAGES))
     if workload == "chat_stream":
-        stream = await client.chat.completions.create(
-            model=model or CHAT_MODEL, messages=MESSAGES, stream=True
-        )
+        stream = await client.chat.completions.create(model=model or CHAT_MODEL, messages=MESSAGES, stream=True)
         return [fingerprint(chunk) async for chunk in stream]
     if workload == "responses":
         return fingerprint(await client.responses.create(model=model or CHAT_MODEL, input=PROMPT))
@@ -96,9 +83,7 @@ async def run_async(client: Any, workload: str, model: str | None = None) -> Any
             events = [fingerprint(event) async for event in stream]
             return [*events, fingerprint(await stream.get_final_completion())]
     if workload == "chat_raw":
-        raw = await client.chat.completions.with_raw_response.create(
-            model=model or CHAT_MODEL, messages=MESSAGES
-        )
+        raw = await client.chat.completions.with_raw_response.create(model=model or CHAT_MODEL, messages=MESSAGES)
         return fingerprint(raw.parse())
     if workload == "chat_raw_stream":
         raw = await client.chat.completions.with_raw_response.create(
@@ -110,9 +95,6 @@ async def run_async(client: Any, workload: str, model: str | None = None) -> Any
 
 # -- faults -------------------------------------------------------------------------------------------
 
-PER_CHUNK = -1  # expected count: once for every chunk of the stream
-AT_LEAST_ONCE = 0  # expected count: one or more (an unended stream retries when it is collected)
-
 
 def inject_function(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> None:
     """Make ``module.name`` raise, wherever it is referenced.
@@ -120,38 +102,12 @@ def inject_function(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> 
     ``_patch``'s :class:`Operation` objects hold the request/response functions themselves (taken at
     import time), so those references are replaced too; call before instrumenting.
     """
-    original = getattr(module, name)
-    monkeypatch.setattr(module, name, boom)
-    for operation_name in ("CHAT", "RESPONSES", "EMBEDDINGS", "COMPLETIONS"):
-        operation = getattr(_patch, operation_name)
-        fields = dataclasses.fields(operation)
-        changes = {f.name: boom for f in fields if getattr(operation, f.name) is original}
-        if changes:
-            monkeypatch.setattr(_patch, operation_name, dataclasses.replace(operation, **changes))
-
-
-@dataclass(frozen=True)
-class Fault:
-    id: str
-    inject: Callable[[pytest.MonkeyPatch], None]
-    workload: str
-    counted: dict[str, int]  # internal_errors places the successful call adds to
-    counted_on_error: dict[str, int]  # ... and the failing SDK call (empty: the hook isn't reached)
-    spans: int = 1  # LLM spans the successful call leaves (0: untraced, or the span could not end)
-    spans_on_error: int = 1
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
-
-
-def _on(cls: Any, name: str) -> Callable[[pytest.MonkeyPatch], None]:
-    return lambda mp: mp.setattr(cls, name, boom)
+    contract.inject_function(monkeypatch, module, name, _patch, ("CHAT", "RESPONSES", "EMBEDDINGS", "COMPLETIONS"))
 
 
 def _fn(module: Any, name: str) -> Callable[[pytest.MonkeyPatch], None]:
     return lambda mp: inject_function(mp, module, name)
 
-
-DESCRIBE = {"describing the request": 1}
-FAILED_CALL = {"recording a failed call": 1}
 
 FAULTS = [
     # Describing the request: the call runs untraced.
@@ -160,59 +116,137 @@ FAULTS = [
     Fault("describe_chat", _fn(_requests, "describe_chat"), "chat", DESCRIBE, DESCRIBE, 0, 0),
     Fault("describe_responses", _fn(_requests, "describe_responses"), "responses", DESCRIBE, DESCRIBE, 0, 0),
     # Reading the response: the span still ends, with what is known.
-    Fault("apply_chat_completion", _fn(_responses, "apply_chat_completion"), "chat",
-          {"reading the response": 1}, {}),
-    Fault("observe_chat_chunk", _fn(_responses, "observe_chat_chunk"), "chat_stream",
-          {"reading a stream chunk": PER_CHUNK}, {}),
+    Fault("apply_chat_completion", _fn(_responses, "apply_chat_completion"), "chat", {"reading the response": 1}, {}),
+    Fault(
+        "observe_chat_chunk",
+        _fn(_responses, "observe_chat_chunk"),
+        "chat_stream",
+        {"reading a stream chunk": PER_CHUNK},
+        {},
+    ),
     Fault("apply_response", _fn(_responses, "apply_response"), "responses", {"reading the response": 1}, {}),
-    Fault("apply_response-stream", _fn(_responses, "apply_response"), "responses_stream",
-          {"reading a stream chunk": 1}, {}),  # read once, from response.completed
-    Fault("apply_embeddings", _fn(_responses, "apply_embeddings"), "embeddings",
-          {"reading the response": 1}, {}),
-    Fault("apply_chat_completion-raw", _fn(_responses, "apply_chat_completion"), "chat_raw",
-          {"reading the response": 1}, {}),
-    Fault("chat_chunk_observer-stream", _fn(_responses, "chat_chunk_observer"), "chat_stream",
-          {"reading the response": 1}, {}),  # the stream is returned untraced; the span ends at once
-    Fault("chat_chunk_observer-raw_stream", _fn(_responses, "chat_chunk_observer"), "chat_raw_stream",
-          {"reading a raw response": 1}, {}),
-    Fault("observe_chat_chunk-helper", _fn(_responses, "observe_chat_chunk"), "chat_helper",
-          {"reading a stream chunk": PER_CHUNK}, {}),
+    Fault(
+        "apply_response-stream",
+        _fn(_responses, "apply_response"),
+        "responses_stream",
+        {"reading a stream chunk": 1},
+        {},
+    ),  # read once, from response.completed
+    Fault("apply_embeddings", _fn(_responses, "apply_embeddings"), "embeddings", {"reading the response": 1}, {}),
+    Fault(
+        "apply_chat_completion-raw",
+        _fn(_responses, "apply_chat_completion"),
+        "chat_raw",
+        {"reading the response": 1},
+        {},
+    ),
+    Fault(
+        "chat_chunk_observer-stream",
+        _fn(_responses, "chat_chunk_observer"),
+        "chat_stream",
+        {"reading the response": 1},
+        {},
+    ),  # the stream is returned untraced; the span ends at once
+    Fault(
+        "chat_chunk_observer-raw_stream",
+        _fn(_responses, "chat_chunk_observer"),
+        "chat_raw_stream",
+        {"reading a raw response": 1},
+        {},
+    ),
+    Fault(
+        "observe_chat_chunk-helper",
+        _fn(_responses, "observe_chat_chunk"),
+        "chat_helper",
+        {"reading a stream chunk": PER_CHUNK},
+        {},
+    ),
     # The close() wrapper put on the SDK's helper streams.
-    Fault("helper_close", _fn(_patch, "_end_raw_stream"), "chat_helper",
-          {"ending a helper stream": 1}, {}),
+    Fault("helper_close", _fn(_patch, "_end_raw_stream"), "chat_helper", {"ending a helper stream": 1}, {}),
     # The stream proxy's own per-chunk step.
-    Fault("mark_chunk-stream", _on(GenAICall, "mark_chunk"), "chat_stream",
-          {"reading a stream chunk": PER_CHUNK}, {}),
+    Fault("mark_chunk-stream", _on(GenAICall, "mark_chunk"), "chat_stream", {"reading a stream chunk": PER_CHUNK}, {}),
     # Pricing and token estimates.
     Fault("price", _on(pricing.PriceBook, "cost"), "chat", {"pricing": 1}, {"pricing": 1}),
     Fault("price-stream", _on(pricing.PriceBook, "cost"), "chat_stream", {"pricing": 1}, {"pricing": 1}),
-    Fault("count_text-stream", _on(tokens.TokenEstimator, "count_text"), "chat_stream",
-          {"estimating tokens": 1}, {}),
-    Fault("count_messages-stream", _on(tokens.TokenEstimator, "count_messages"), "chat_stream",
-          {"estimating tokens": 1}, {}),
+    Fault("count_text-stream", _on(tokens.TokenEstimator, "count_text"), "chat_stream", {"estimating tokens": 1}, {}),
+    Fault(
+        "count_messages-stream",
+        _on(tokens.TokenEstimator, "count_messages"),
+        "chat_stream",
+        {"estimating tokens": 1},
+        {},
+    ),
     # Metrics and content.
-    Fault("record_metrics", _on(recorder.Recorder, "_record_metrics"), "chat",
-          {"recording metrics": 1}, {"recording metrics": 1}),
-    Fault("record_metrics-stream", _on(recorder.Recorder, "_record_metrics"), "chat_stream",
-          {"recording metrics": 1}, {"recording metrics": 1}),
-    Fault("content", _fn(_content, "chat_input_messages"), "chat",
-          {"capturing content": 1}, {"capturing content": 1}, env=CAPTURE_ON_SPAN),
-    Fault("content-stream", _fn(_content, "chat_input_messages"), "chat_stream",
-          {"capturing content": 1}, {"capturing content": 1}, env=CAPTURE_ON_SPAN),
+    Fault(
+        "record_metrics",
+        _on(recorder.Recorder, "_record_metrics"),
+        "chat",
+        {"recording metrics": 1},
+        {"recording metrics": 1},
+    ),
+    Fault(
+        "record_metrics-stream",
+        _on(recorder.Recorder, "_record_metrics"),
+        "chat_stream",
+        {"recording metrics": 1},
+        {"recording metrics": 1},
+    ),
+    Fault(
+        "content",
+        _fn(_content, "chat_input_messages"),
+        "chat",
+        {"capturing content": 1},
+        {"capturing content": 1},
+        env=CAPTURE_ON_SPAN,
+    ),
+    Fault(
+        "content-stream",
+        _fn(_content, "chat_input_messages"),
+        "chat_stream",
+        {"capturing content": 1},
+        {"capturing content": 1},
+        env=CAPTURE_ON_SPAN,
+    ),
     # Ending the span: our guard around span.end, and span.end itself.
-    Fault("end_span", _on(recorder.Recorder, "_end_span"), "chat",
-          {"reading the response": 1}, FAILED_CALL, 0, 0),
-    Fault("end_span-stream", _on(recorder.Recorder, "_end_span"), "chat_stream",
-          {"ending a stream": AT_LEAST_ONCE}, FAILED_CALL, 0, 0),
-    Fault("span.end", _on(sdk_trace.Span, "end"), "chat",
-          {"ending the span": 1}, {"ending the span": 1}, 0, 0),
-    Fault("span.end-stream", _on(sdk_trace.Span, "end"), "chat_stream",
-          {"ending the span": 1}, {"ending the span": 1}, 0, 0),
+    Fault("end_span", _on(recorder.Recorder, "_end_span"), "chat", {"reading the response": 1}, FAILED_CALL, 0, 0),
+    Fault(
+        "end_span-stream",
+        _on(recorder.Recorder, "_end_span"),
+        "chat_stream",
+        {"ending a stream": AT_LEAST_ONCE},
+        FAILED_CALL,
+        0,
+        0,
+    ),
+    Fault("span.end", _on(sdk_trace.Span, "end"), "chat", {"ending the span": 1}, {"ending the span": 1}, 0, 0),
+    Fault(
+        "span.end-stream",
+        _on(sdk_trace.Span, "end"),
+        "chat_stream",
+        {"ending the span": 1},
+        {"ending the span": 1},
+        0,
+        0,
+    ),
     # Ending the call (the recorder as a whole) from a stream.
-    Fault("finish-stream", _on(recorder.Recorder, "finish"), "chat_stream",
-          {"ending a stream": AT_LEAST_ONCE}, FAILED_CALL, 0, 0),
-    Fault("finish-responses-stream", _on(recorder.Recorder, "finish"), "responses_stream",
-          {"ending a stream": AT_LEAST_ONCE}, FAILED_CALL, 0, 0),
+    Fault(
+        "finish-stream",
+        _on(recorder.Recorder, "finish"),
+        "chat_stream",
+        {"ending a stream": AT_LEAST_ONCE},
+        FAILED_CALL,
+        0,
+        0,
+    ),
+    Fault(
+        "finish-responses-stream",
+        _on(recorder.Recorder, "finish"),
+        "responses_stream",
+        {"ending a stream": AT_LEAST_ONCE},
+        FAILED_CALL,
+        0,
+        0,
+    ),
 ]
 
 
@@ -223,49 +257,22 @@ def _chunks(fault: Fault, expected: Any) -> int:
     return len(expected) if isinstance(expected, list) else 0
 
 
-def _delta(before: Counter[str]) -> Counter[str]:
-    assert tokentrace.flush(), "metrics are recorded off the app's thread; wait for them"
-    return Counter({k: v - before.get(k, 0) for k, v in internal_errors.items() if v != before.get(k, 0)})
+def _span_name(fault: Fault, failing: bool) -> str:
+    operation = "embeddings" if fault.workload == "embeddings" else "chat"
+    default = EMBEDDING_MODEL if fault.workload == "embeddings" else CHAT_MODEL
+    return f"{operation} {FAILING_MODEL if failing else default}"
 
 
-def _check_counted(delta: Counter[str], expected: dict[str, int], chunks: int) -> None:
-    assert set(delta) == set(expected), dict(delta)
-    for where, count in expected.items():
-        if count == PER_CHUNK:
-            assert delta[where] == chunks > 0
-        elif count == AT_LEAST_ONCE:
-            assert delta[where] >= 1
-        else:
-            assert delta[where] == count, dict(delta)
-
-
-def _check_same_error(error: BaseException, baseline: BaseException) -> None:
-    assert type(error) is type(baseline) is openai.RateLimitError
-    assert str(error) == str(baseline)
-    assert error.status_code == baseline.status_code == 429
-    assert error.body == baseline.body
-    assert type(error.__cause__) is type(baseline.__cause__)
-    assert type(error.__context__) is type(baseline.__context__)
-
-
-def _llm_spans(telemetry: Any) -> list[Any]:
-    return telemetry.spans()  # no application spans in this file: every span is ours
-
-
-def _check_spans(telemetry: Any, fault: Fault, expected: int, failing: bool) -> None:
-    spans = _llm_spans(telemetry)
-    assert len(spans) == expected, [s.name for s in spans]
-    if expected:
-        span = spans[0]
-        operation = "embeddings" if fault.workload == "embeddings" else "chat"
-        default = EMBEDDING_MODEL if fault.workload == "embeddings" else CHAT_MODEL
-        model = FAILING_MODEL if failing else default
-        assert span.name == f"{operation} {model}"
-        if failing:
-            assert span.status.status_code is StatusCode.ERROR
-            assert span.attributes[semconv.ERROR_TYPE] == "openai.RateLimitError"
-        else:
-            assert span.status.status_code is StatusCode.UNSET
+HARNESS = contract.FaultHarness(
+    instrumentors=(OpenAIInstrumentor,),
+    run=lambda client, workload, failing: run_sync(client, workload, FAILING_MODEL if failing else None),
+    arun=lambda client, workload, failing: run_async(client, workload, FAILING_MODEL if failing else None),
+    error=openai.RateLimitError,
+    error_type="openai.RateLimitError",
+    error_fields=("status_code", "body"),
+    span_name=_span_name,
+    chunks=_chunks,
+)
 
 
 # -- tests --------------------------------------------------------------------------------------------
@@ -283,10 +290,14 @@ def new_client(simulator: Any) -> Any:
     clients: list[Any] = []
 
     def make() -> Any:
-        clients.append(openai.OpenAI(
-            base_url=simulator.base_url, api_key="sk-test", max_retries=0,
-            http_client=openai.DefaultHttpxClient(verify=_tls()),
-        ))
+        clients.append(
+            openai.OpenAI(
+                base_url=simulator.base_url,
+                api_key="sk-test",
+                max_retries=0,
+                http_client=openai.DefaultHttpxClient(verify=_tls()),
+            )
+        )
         return clients[-1]
 
     yield make
@@ -299,10 +310,14 @@ async def new_aclient(simulator: Any) -> Any:
     clients: list[Any] = []
 
     def make() -> Any:
-        clients.append(openai.AsyncOpenAI(
-            base_url=simulator.base_url, api_key="sk-test", max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(verify=_tls()),
-        ))
+        clients.append(
+            openai.AsyncOpenAI(
+                base_url=simulator.base_url,
+                api_key="sk-test",
+                max_retries=0,
+                http_client=openai.DefaultAsyncHttpxClient(verify=_tls()),
+            )
+        )
         return clients[-1]
 
     yield make
@@ -310,60 +325,18 @@ async def new_aclient(simulator: Any) -> Any:
         await c.close()
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
+@pytest.mark.parametrize("fault", contract.fault_params(FAULTS))
 def test_sync_fault_is_contained(
-    fault: Fault, new_client: Any, telemetry: Any, instrument: Any, monkeypatch: pytest.MonkeyPatch
+    fault: Fault, new_client: Any, telemetry: Any, instrument_with: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = new_client()
-    expected = run_sync(client, fault.workload)
-    with pytest.raises(openai.RateLimitError) as expected_error:
-        run_sync(client, fault.workload, FAILING_MODEL)
-    chunks = _chunks(fault, expected)
-
-    fault.inject(monkeypatch)
-    instrument(**fault.env)
-    client = new_client()
-
-    before = Counter(internal_errors)
-    assert run_sync(client, fault.workload) == expected
-    _check_counted(_delta(before), fault.counted, chunks)
-    _check_spans(telemetry, fault, fault.spans, failing=False)
-
-    telemetry.exporter.clear()
-    before = Counter(internal_errors)
-    with pytest.raises(openai.RateLimitError) as error:
-        run_sync(client, fault.workload, FAILING_MODEL)
-    _check_same_error(error.value, expected_error.value)
-    _check_counted(_delta(before), fault.counted_on_error, chunks)
-    _check_spans(telemetry, fault, fault.spans_on_error, failing=True)
+    contract.run_sync_fault(HARNESS, fault, new_client, telemetry, instrument_with, monkeypatch)
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
+@pytest.mark.parametrize("fault", contract.fault_params(FAULTS))
 async def test_async_fault_is_contained(
-    fault: Fault, new_aclient: Any, telemetry: Any, instrument: Any, monkeypatch: pytest.MonkeyPatch
+    fault: Fault, new_aclient: Any, telemetry: Any, instrument_with: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    aclient = new_aclient()
-    expected = await run_async(aclient, fault.workload)
-    with pytest.raises(openai.RateLimitError) as expected_error:
-        await run_async(aclient, fault.workload, FAILING_MODEL)
-    chunks = _chunks(fault, expected)
-
-    fault.inject(monkeypatch)
-    instrument(**fault.env)
-    aclient = new_aclient()
-
-    before = Counter(internal_errors)
-    assert await run_async(aclient, fault.workload) == expected
-    _check_counted(_delta(before), fault.counted, chunks)
-    _check_spans(telemetry, fault, fault.spans, failing=False)
-
-    telemetry.exporter.clear()
-    before = Counter(internal_errors)
-    with pytest.raises(openai.RateLimitError) as error:
-        await run_async(aclient, fault.workload, FAILING_MODEL)
-    _check_same_error(error.value, expected_error.value)
-    _check_counted(_delta(before), fault.counted_on_error, chunks)
-    _check_spans(telemetry, fault, fault.spans_on_error, failing=True)
+    await contract.run_async_fault(HARNESS, fault, new_aclient, telemetry, instrument_with, monkeypatch)
 
 
 def test_extraction_fault_still_ends_the_span_with_what_is_known(

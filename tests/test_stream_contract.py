@@ -25,10 +25,10 @@ import openai
 import pytest
 from observed import fingerprint
 from opentelemetry import trace
-from opentelemetry.trace import StatusCode
 
+from tests.providers import stream_exits as exits
+from tests.providers.stream_exits import AppError
 from tokentrace.core import semconv
-from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import internal_errors
 from tokentrace.demo.simulator import Simulator
 
@@ -38,9 +38,6 @@ FAULT_MODEL = "midstream-error"
 PROMPT = "Walk me through the stream contract, one chunk at a time."
 MESSAGES = [{"role": "user", "content": PROMPT}]
 CHUNK_DELAY = 0.25  # the slow simulator's pause between events: cancellation lands before chunk two
-
-class AppError(Exception):
-    """Raised by the application's own loop body."""
 
 
 # -- ways of opening a stream -----------------------------------------------------------------------
@@ -127,41 +124,67 @@ USAGE_OPTIONS = {"stream_options": {"include_usage": True}}
 
 METHODS = [
     Method(
-        "chat.create", "chat", CHAT_MODEL, "estimated", False, None,
+        "chat.create",
+        "chat",
+        CHAT_MODEL,
+        "estimated",
+        False,
+        None,
         lambda c, m, s: _plain(c.chat.completions.create(model=m, messages=MESSAGES, stream=True)),
         _a_chat,
     ),
     Method(
-        "chat.create+include_usage", "chat", CHAT_MODEL, "reported", False, None,
-        lambda c, m, s: _plain(
-            c.chat.completions.create(model=m, messages=MESSAGES, stream=True, **USAGE_OPTIONS)
-        ),
+        "chat.create+include_usage",
+        "chat",
+        CHAT_MODEL,
+        "reported",
+        False,
+        None,
+        lambda c, m, s: _plain(c.chat.completions.create(model=m, messages=MESSAGES, stream=True, **USAGE_OPTIONS)),
         lambda c, m, s: _a_chat(c, m, s, **USAGE_OPTIONS),
     ),
     Method(
-        "chat.stream", "chat", CHAT_MODEL, "estimated", True, "chat",
+        "chat.stream",
+        "chat",
+        CHAT_MODEL,
+        "estimated",
+        True,
+        "chat",
         lambda c, m, s: _helper(s.enter_context(c.chat.completions.stream(model=m, messages=MESSAGES))),
         _a_chat_helper,
     ),
     Method(
-        "responses.create", "chat", CHAT_MODEL, "reported", False, None,
+        "responses.create",
+        "chat",
+        CHAT_MODEL,
+        "reported",
+        False,
+        None,
         lambda c, m, s: _plain(c.responses.create(model=m, input=PROMPT, stream=True)),
         _a_responses,
     ),
     Method(
-        "responses.stream", "chat", CHAT_MODEL, "reported", True, "responses",
+        "responses.stream",
+        "chat",
+        CHAT_MODEL,
+        "reported",
+        True,
+        "responses",
         lambda c, m, s: _helper(s.enter_context(c.responses.stream(model=m, input=PROMPT))),
         _a_responses_helper,
     ),
     Method(
-        "completions.create", "text_completion", COMPLETIONS_MODEL, "estimated", False, None,
+        "completions.create",
+        "text_completion",
+        COMPLETIONS_MODEL,
+        "estimated",
+        False,
+        None,
         lambda c, m, s: _plain(c.completions.create(model=m, prompt=PROMPT, stream=True)),
         _a_completions,
     ),
     Method("chat.with_raw_response", "chat", CHAT_MODEL, "estimated", False, None, _raw, _a_raw),
-    Method(
-        "chat.with_streaming_response", "chat", CHAT_MODEL, "estimated", True, None, _streaming, _a_streaming
-    ),
+    Method("chat.with_streaming_response", "chat", CHAT_MODEL, "estimated", True, None, _streaming, _a_streaming),
 ]
 # With TOKENTRACE_STREAM_INCLUDE_USAGE we ask for the usage chunk and hide it: the application must
 # still see exactly the chunks of an uninstrumented run, and the span count only those.
@@ -188,7 +211,14 @@ END_REASONS = {
     "never_iterated_gc": "abandoned",
 }
 SYNC_EXITS = [
-    "exhaust", "final", "until_done", "break_gc", "with_early", "close", "server_error", "app_error",
+    "exhaust",
+    "final",
+    "until_done",
+    "break_gc",
+    "with_early",
+    "close",
+    "server_error",
+    "app_error",
     "never_iterated_gc",
 ]
 ASYNC_EXITS = [*SYNC_EXITS, "aclose", "cancel"]
@@ -302,12 +332,7 @@ def drive_sync(method: Method, exit_path: str, client: Any) -> Outcome:
                 with context as entered:
                     if not method.managed:
                         out.with_returned_self = entered is stream
-                    for item in entered:
-                        out.see(item)
-                        if exit_path == "app_error":
-                            out.raised = AppError("the application's own bug")
-                            raise out.raised
-                        break
+                    exits.take_first(entered, out, exit_path)
                     if method.managed:
                         stack.close()
             elif exit_path == "close":
@@ -369,12 +394,7 @@ async def drive_async(method: Method, exit_path: str, client: Any) -> Outcome:
                 async with context as entered:
                     if not method.managed:
                         out.with_returned_self = entered is stream
-                    async for item in entered:
-                        out.see(item)
-                        if exit_path == "app_error":
-                            out.raised = AppError("the application's own bug")
-                            raise out.raised
-                        break
+                    await exits.atake_first(entered, out, exit_path)
                     if method.managed:
                         await stack.aclose()
             elif exit_path in ("close", "aclose"):
@@ -386,20 +406,7 @@ async def drive_async(method: Method, exit_path: str, client: Any) -> Outcome:
                 async for item in stream:
                     out.see(item)
             elif exit_path == "cancel":
-                first = asyncio.Event()
-
-                async def consume() -> None:
-                    async for item in stream:
-                        out.see(item)
-                        first.set()
-
-                task = asyncio.create_task(consume())
-                await asyncio.wait_for(first.wait(), 10)
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError as error:
-                    out.error = error
+                out.error = await exits.cancel_after_first(stream, out.see)
             else:  # pragma: no cover - a typo in the matrix
                 raise AssertionError(exit_path)
     except (AppError, openai.APIError) as error:
@@ -428,20 +435,6 @@ def slow_simulator() -> Any:
         yield sim
 
 
-@pytest.fixture
-def span_ends(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every span our recorder ends, in order (a span ended twice would appear twice)."""
-    ended: list[Any] = []
-    original = Recorder._end_span
-
-    def counting(self: Recorder, span: Any) -> None:
-        ended.append(span)
-        original(self, span)
-
-    monkeypatch.setattr(Recorder, "_end_span", counting)
-    return ended
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _quick_collections() -> Any:
     """The GC exit paths call ``gc.collect()``; freezing the heap built by imports and tiktoken keeps
@@ -461,14 +454,18 @@ def _tls() -> ssl.SSLContext:
 # client used while instrumented would keep calling the traced method after ``uninstrument()``.
 def _sync_client(sim: Any) -> Any:
     return openai.OpenAI(
-        base_url=sim.base_url, api_key="sk-test", max_retries=0,
+        base_url=sim.base_url,
+        api_key="sk-test",
+        max_retries=0,
         http_client=openai.DefaultHttpxClient(verify=_tls()),
     )
 
 
 def _async_client(sim: Any) -> Any:
     return openai.AsyncOpenAI(
-        base_url=sim.base_url, api_key="sk-test", max_retries=0,
+        base_url=sim.base_url,
+        api_key="sk-test",
+        max_retries=0,
         http_client=openai.DefaultAsyncHttpxClient(verify=_tls()),
     )
 
@@ -493,35 +490,21 @@ def _check(
     model = FAULT_MODEL if exit_path == "server_error" else method.model
 
     # The application could not tell the difference.
-    assert traced.items == baseline.items
+    exits.check_app_saw_the_same(exit_path, traced, baseline, app_span)
     assert traced.final == baseline.final
-    assert type(traced.error) is type(baseline.error)
-    assert str(traced.error) == str(baseline.error)
     assert traced.is_sdk_stream and baseline.is_sdk_stream
     assert traced.has_aclose is baseline.has_aclose
     assert traced.response_status == baseline.response_status == 200
     assert traced.with_returned_self is baseline.with_returned_self
     if exit_path in ("with_early", "app_error") and not method.managed:
         assert traced.with_returned_self is True
-    if traced.error is not None:  # nothing of ours chained onto it
-        assert type(traced.error.__context__) is type(baseline.error.__context__)
-    if exit_path == "app_error":  # the very exception the application raised, not a copy or a wrapper
-        assert traced.raised is not None and traced.error is traced.raised
     if exit_path == "server_error":
         assert isinstance(traced.error, openai.APIError)
-    if exit_path == "cancel":
-        assert isinstance(traced.error, asyncio.CancelledError)
-    # While the stream was open the application's own span stayed current, never the LLM span.
-    assert traced.current_spans and all(span is app_span for span in traced.current_spans)
     if exit_path in ("exhaust", "break_gc", "with_early", "close", "aclose", "app_error", "cancel"):
         assert traced.items, "the exit path never saw a chunk"
 
     # Exactly one LLM span, ended exactly once, a child of the application's span.
-    spans = _llm_spans(telemetry, method, model)
-    assert len(spans) == 1, [s.name for s in telemetry.spans()]
-    span = spans[0]
-    assert [s.context.span_id for s in ended] == [span.context.span_id]
-    assert span.parent is not None and span.parent.span_id == app_span.get_span_context().span_id
+    span = exits.the_stream_span(_llm_spans(telemetry, method, model), ended, app_span)
     attributes = dict(span.attributes)
     assert attributes[semconv.STREAM_END_REASON] == END_REASONS[exit_path]
 
@@ -534,12 +517,7 @@ def _check(
     # An injected usage chunk is read for its usage but not counted: the application never saw it.
     assert attributes[semconv.STREAM_CHUNKS] == expected_chunks
 
-    if exit_path == "server_error":
-        assert span.status.status_code is StatusCode.ERROR
-        assert attributes[semconv.ERROR_TYPE] == "openai.APIError"
-    else:
-        assert span.status.status_code is StatusCode.UNSET
-        assert semconv.ERROR_TYPE not in attributes
+    exits.check_error_status(span, "openai.APIError" if exit_path == "server_error" else None)
 
     if END_REASONS[exit_path] == "completed":
         _check_tokens(method, traced, attributes)
@@ -585,7 +563,12 @@ async def _acount_total_chunks(method: Method, client: Any) -> int:
 
 @pytest.mark.parametrize(("method", "exit_path"), _cases(SYNC_EXITS))
 def test_sync_stream_contract(
-    method: Method, exit_path: str, simulator: Any, telemetry: Any, instrument: Any, span_ends: list[Any],
+    method: Method,
+    exit_path: str,
+    simulator: Any,
+    telemetry: Any,
+    instrument: Any,
+    span_ends: list[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     instrumentor = instrument(**dict(method.env))
@@ -612,8 +595,14 @@ def test_sync_stream_contract(
 
 @pytest.mark.parametrize(("method", "exit_path"), _cases(ASYNC_EXITS))
 async def test_async_stream_contract(
-    method: Method, exit_path: str, simulator: Any, slow_simulator: Any, telemetry: Any, instrument: Any,
-    span_ends: list[Any], caplog: pytest.LogCaptureFixture,
+    method: Method,
+    exit_path: str,
+    simulator: Any,
+    slow_simulator: Any,
+    telemetry: Any,
+    instrument: Any,
+    span_ends: list[Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sim = slow_simulator if exit_path == "cancel" else simulator
     instrumentor = instrument(**dict(method.env))

@@ -9,6 +9,7 @@ between a 4-delta and a 64-delta stream, so the per-call part cancels out.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +19,7 @@ HERE = ROOT / "bench" / "providers"
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != HERE), str(HERE)]
 
 import cohere  # noqa: E402
-from _measure import Toggle, added_time, per_chunk, print_figures  # noqa: E402
+from _measure import Toggle, added_time, per_chunk, print_figures, print_in_process  # noqa: E402
 
 from tests.providers.servers.cohere import CohereServer, client_for  # noqa: E402
 from tokentrace.instrumentation.cohere import CohereInstrumentor  # noqa: E402
@@ -68,22 +69,8 @@ def main() -> None:
         print_in_process_cost(client)
 
 
-def _best_us(run, number: int, repeats: int = 7) -> float:
-    import time
-
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            run()
-        best = min(best, (time.perf_counter() - start) / number * 1e6)
-    return best
-
-
 def print_in_process_cost(client: object, events: int = 2000) -> None:
-    """Our own cost without the network (stable on a busy machine), best of 7: the hooks of one
-    non-streamed call (describe, span start, read the response, finish) on a response fetched once, and
-    the proxy's per-event cost over the same decoded events iterated bare and traced."""
+    """Our own cost without the network (see ``_measure.print_in_process``), on responses fetched once."""
     from opentelemetry.sdk.trace import TracerProvider
 
     from tokentrace.core.recorder import Recorder
@@ -104,23 +91,13 @@ def print_in_process_cost(client: object, events: int = 2000) -> None:
         _responses.apply_chat(call, response, False)
         recorder.finish(call)
 
-    items = captured * (events // len(captured))
-
-    def bare() -> None:
-        for _ in iter(items):
-            pass
-
-    def traced() -> None:
+    def traced(items: Iterator[object]) -> TracedStream:
         call = _requests.describe_chat(client, kwargs, stream=True, capture=False)
         recorder.start(call)
-        for _ in TracedStream(iter(items), call, recorder, _responses.chat_event_observer(call, False)):
-            pass
+        return TracedStream(items, call, recorder, _responses.chat_event_observer(call, False))
 
-    per_call = _best_us(one_call, 200)
-    per_event = (_best_us(traced, 3) - _best_us(bare, 3)) / len(items)
-    print("== in-process (no network)")
-    print(f"{'chat hooks, per call':<34}{'':>14}{per_call:>12.1f}  µs/call")
-    print(f"{'chat_stream, per event':<34}{'':>14}{per_event:>12.2f}  µs/event")
+    items = captured * (events // len(captured))
+    print_in_process(one_call, items, traced, ("chat hooks, per call", "chat_stream, per event"), "event")
 
 
 if __name__ == "__main__":

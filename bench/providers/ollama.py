@@ -9,6 +9,7 @@ between a 4-part and a 64-part stream, so the per-call part cancels out.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -19,7 +20,7 @@ HERE = ROOT / "bench" / "providers"
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != HERE), str(HERE)]
 
 import ollama  # noqa: E402
-from _measure import Toggle, added_time, per_chunk, print_figures  # noqa: E402
+from _measure import Toggle, added_time, per_chunk, print_figures, print_in_process  # noqa: E402
 
 from tests.providers.servers.ollama import OllamaServer  # noqa: E402
 from tokentrace.instrumentation.ollama import OllamaInstrumentor  # noqa: E402
@@ -64,22 +65,8 @@ def main() -> None:
         print_in_process_cost(client)
 
 
-def _best_us(run, number: int, repeats: int = 7) -> float:
-    import time
-
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            run()
-        best = min(best, (time.perf_counter() - start) / number * 1e6)
-    return best
-
-
 def print_in_process_cost(client: object, parts: int = 2000) -> None:
-    """Our own cost without the network (stable on a busy machine), best of 7: the hooks of one
-    non-streamed call (describe, span start, read the response, finish) on a response fetched once, and
-    the proxy's per-part cost over the same decoded parts iterated bare and traced."""
+    """Our own cost without the network (see ``_measure.print_in_process``), on responses fetched once."""
     from opentelemetry.sdk.trace import TracerProvider
 
     from tokentrace.core.recorder import Recorder
@@ -97,23 +84,13 @@ def print_in_process_cost(client: object, parts: int = 2000) -> None:
         _responses.apply_chat(call, response, False)
         recorder.finish(call)
 
-    items = captured * (parts // len(captured))
-
-    def bare() -> None:
-        for _ in iter(items):
-            pass
-
-    def traced() -> None:
+    def traced(items: Iterator[object]) -> TracedStream:
         call = _requests.describe("chat", client, args, {"stream": True}, capture=False)
         recorder.start(call)
-        for _ in TracedStream(iter(items), call, recorder, _responses.part_observer("chat", call, False)):
-            pass
+        return TracedStream(items, call, recorder, _responses.part_observer("chat", call, False))
 
-    per_call = _best_us(one_call, 200)
-    per_part = (_best_us(traced, 3) - _best_us(bare, 3)) / len(items)
-    print("== in-process (no network)")
-    print(f"{'chat hooks, per call':<34}{'':>14}{per_call:>12.1f}  µs/call")
-    print(f"{'chat stream, per part':<34}{'':>14}{per_part:>12.2f}  µs/part")
+    items = captured * (parts // len(captured))
+    print_in_process(one_call, items, traced, ("chat hooks, per call", "chat stream, per part"), "part")
 
 
 if __name__ == "__main__":

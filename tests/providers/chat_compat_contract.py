@@ -9,31 +9,36 @@ exactly one span, ended once, with the right ``tokentrace.stream.end_reason`` an
 
 from __future__ import annotations
 
-import asyncio
 import gc
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from observed import fingerprint
 from opentelemetry import trace
-from opentelemetry.trace import StatusCode
 
-import tokentrace
+from tests.providers import stream_exits as exits
+from tests.providers.fault_contract import (
+    CAPTURE,
+    DESCRIBE,
+    FAILED_CALL,
+    PER_CHUNK,
+    READING,
+    Fault,
+    FaultHarness,
+    on,
+    recorder_faults,
+)
+from tests.providers.fault_contract import fault_tests as contract_fault_tests
+from tests.providers.stream_exits import AppError
 from tokentrace.core import semconv
-from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import internal_errors
 
 PROMPT = "Walk me through the stream contract one chunk at a time"
 MESSAGES = [{"role": "user", "content": PROMPT}]
 FAULT_MODEL = "midstream-error"
 FAILING_MODEL = "error-429"
-
-
-class AppError(Exception):
-    """Raised by the application's own loop body."""
 
 
 @dataclass(frozen=True)
@@ -131,12 +136,7 @@ def drive_sync(provider: Provider, method: StreamMethod, exit_path: str, client:
         elif exit_path in ("with_early", "app_error"):
             with stream as entered:
                 out.with_returned_self = entered is stream
-                for item in entered:
-                    out.see(item)
-                    if exit_path == "app_error":
-                        out.raised = AppError("the application's own bug")
-                        raise out.raised
-                    break
+                exits.take_first(entered, out, exit_path)
         elif exit_path == "close":
             for item in stream:
                 out.see(item)
@@ -176,52 +176,20 @@ async def drive_async(provider: Provider, method: StreamMethod, exit_path: str, 
         elif exit_path in ("with_early", "app_error"):
             async with stream as entered:
                 out.with_returned_self = entered is stream
-                async for item in entered:
-                    out.see(item)
-                    if exit_path == "app_error":
-                        out.raised = AppError("the application's own bug")
-                        raise out.raised
-                    break
+                await exits.atake_first(entered, out, exit_path)
         elif exit_path == "close":
             async for item in stream:
                 out.see(item)
                 break
             await stream.close()
         elif exit_path == "cancel":
-            first = asyncio.Event()
-
-            async def consume() -> None:
-                async for item in stream:
-                    out.see(item)
-                    first.set()
-
-            task = asyncio.create_task(consume())
-            await asyncio.wait_for(first.wait(), 10)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError as error:
-                out.error = error
+            out.error = await exits.cancel_after_first(stream, out.see)
         else:  # pragma: no cover
             raise AssertionError(exit_path)
     except (AppError, provider.midstream_error) as error:
         out.error = error
     out.current_spans.append(trace.get_current_span())
     return out
-
-
-@pytest.fixture
-def span_ends(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every span our recorder ends, in order (a span ended twice would appear twice)."""
-    ended: list[Any] = []
-    original = Recorder._end_span
-
-    def counting(self: Recorder, span: Any) -> None:
-        ended.append(span)
-        original(self, span)
-
-    monkeypatch.setattr(Recorder, "_end_span", counting)
-    return ended
 
 
 def check_stream(
@@ -234,33 +202,20 @@ def check_stream(
     ended: list[Any],
 ) -> Any:
     # The application could not tell the difference.
-    assert traced.items == baseline.items
-    assert type(traced.error) is type(baseline.error)
-    assert str(traced.error) == str(baseline.error)
+    exits.check_app_saw_the_same(exit_path, traced, baseline, app_span)
     assert traced.is_sdk_stream and baseline.is_sdk_stream
     assert traced.has_aclose is baseline.has_aclose
     assert traced.status == baseline.status == 200
     assert traced.with_returned_self is baseline.with_returned_self
     if exit_path in ("with_early", "app_error"):
         assert traced.with_returned_self is True
-    if traced.error is not None:
-        assert type(traced.error.__context__) is type(baseline.error.__context__)
-    if exit_path == "app_error":
-        assert traced.raised is not None and traced.error is traced.raised
     if exit_path == "server_error":
         assert isinstance(traced.error, provider.midstream_error)
-    if exit_path == "cancel":
-        assert isinstance(traced.error, asyncio.CancelledError)
-    assert traced.current_spans and all(span is app_span for span in traced.current_spans)
     if exit_path in ("exhaust", "break_gc", "with_early", "close", "app_error", "cancel", "server_error"):
         assert traced.items, "the exit path never saw a chunk"
 
     # Exactly one LLM span, ended exactly once, a child of the application's span.
-    spans = [s for s in telemetry.spans() if s.name.startswith("chat ")]
-    assert len(spans) == 1, [s.name for s in telemetry.spans()]
-    span = spans[0]
-    assert [s.context.span_id for s in ended] == [span.context.span_id]
-    assert span.parent is not None and span.parent.span_id == app_span.get_span_context().span_id
+    span = exits.the_stream_span([s for s in telemetry.spans() if s.name.startswith("chat ")], ended, app_span)
     attributes = dict(span.attributes)
     assert attributes[semconv.PROVIDER_NAME] == provider.name
     assert attributes[semconv.STREAM_END_REASON] == END_REASONS[exit_path]
@@ -268,12 +223,7 @@ def check_stream(
         assert len(traced.items) == 1
     assert attributes[semconv.STREAM_CHUNKS] == len(traced.items)
 
-    if exit_path == "server_error":
-        assert span.status.status_code is StatusCode.ERROR
-        assert attributes[semconv.ERROR_TYPE] == provider.midstream_error_type
-    else:
-        assert span.status.status_code is StatusCode.UNSET
-        assert semconv.ERROR_TYPE not in attributes
+    exits.check_error_status(span, provider.midstream_error_type if exit_path == "server_error" else None)
 
     if exit_path == "exhaust":  # the tokens the server reported on the last chunk, nothing else
         usage = provider.usage_of(traced.items[-1]["data"])
@@ -353,146 +303,41 @@ async def run_async_contract(
 
 # -- fault injection -------------------------------------------------------------------------------------
 
-PER_CHUNK = -1  # expected count: once for every chunk of the stream
-AT_LEAST_ONCE = 0  # expected count: one or more
 
-
-class InjectedFault(RuntimeError):
-    pass
-
-
-def boom(*args: Any, **kwargs: Any) -> Any:
-    raise InjectedFault("injected into a tokentrace hook")
-
-
-@dataclass(frozen=True)
-class Fault:
-    id: str
-    inject: Callable[[pytest.MonkeyPatch], None]
-    workload: str  # chat | chat_stream | embeddings
-    counted: dict[str, int]  # internal_errors places the successful call adds to
-    counted_on_error: dict[str, int]  # ... and the failing SDK call
-    spans: int = 1
-    spans_on_error: int = 1
-    env: dict[str, str] = field(default_factory=dict)
-
-
-def on(target: Any, name: str) -> Callable[[pytest.MonkeyPatch], None]:
-    return lambda mp: mp.setattr(target, name, boom)
-
-
-def run_workload(provider: Provider, client: Any, workload: str, model: str | None = None) -> Any:
+def run_workload(provider: Provider, client: Any, workload: str, failing: bool = False) -> Any:
+    model = FAILING_MODEL if failing else provider.model
     if workload == "chat":
-        return fingerprint(provider.chat(client, model or provider.model))
+        return fingerprint(provider.chat(client, model))
     if workload == "chat_stream":
-        return [fingerprint(item) for item in provider.stream_methods[0].open(client, model or provider.model)]
-    if workload == "embeddings":
-        return fingerprint(provider.embed(client) if model is None else provider.chat(client, model))
+        return [fingerprint(item) for item in provider.stream_methods[0].open(client, model)]
+    if workload == "embeddings":  # the failing call goes to chat: the servers fail embeddings no other way
+        return fingerprint(provider.chat(client, model) if failing else provider.embed(client))
     raise AssertionError(workload)  # pragma: no cover
 
 
-async def arun_workload(provider: Provider, client: Any, workload: str, model: str | None = None) -> Any:
+async def arun_workload(provider: Provider, client: Any, workload: str, failing: bool = False) -> Any:
+    model = FAILING_MODEL if failing else provider.model
     if workload == "chat":
-        return fingerprint(await provider.achat(client, model or provider.model))
+        return fingerprint(await provider.achat(client, model))
     if workload == "chat_stream":
-        stream = await provider.stream_methods[0].aopen(client, model or provider.model)
+        stream = await provider.stream_methods[0].aopen(client, model)
         return [fingerprint(item) async for item in stream]
     if workload == "embeddings":
-        return fingerprint(await provider.aembed(client) if model is None else await provider.achat(client, model))
+        return fingerprint(await provider.achat(client, model) if failing else await provider.aembed(client))
     raise AssertionError(workload)  # pragma: no cover
 
 
-def _delta(before: Counter[str]) -> Counter[str]:
-    assert tokentrace.flush(), "metrics are recorded off the app's thread; wait for them"
-    return Counter({k: v - before.get(k, 0) for k, v in internal_errors.items() if v != before.get(k, 0)})
-
-
-def _check_counted(delta: Counter[str], expected: dict[str, int], chunks: int) -> None:
-    assert set(delta) == set(expected), dict(delta)
-    for where, count in expected.items():
-        if count == PER_CHUNK:
-            assert delta[where] == chunks > 0
-        elif count == AT_LEAST_ONCE:
-            assert delta[where] >= 1
-        else:
-            assert delta[where] == count, dict(delta)
-
-
-def _check_same_error(provider: Provider, error: BaseException, baseline: BaseException) -> None:
-    assert type(error) is type(baseline) is provider.status_error
-    assert str(error) == str(baseline)
-    assert error.status_code == baseline.status_code == 429  # type: ignore[attr-defined]
-    assert type(error.__cause__) is type(baseline.__cause__)
-    assert type(error.__context__) is type(baseline.__context__)
-
-
-def _check_spans(provider: Provider, telemetry: Any, expected: int, failing: bool) -> None:
-    spans = telemetry.spans()
-    assert len(spans) == expected, [s.name for s in spans]
-    if expected:
-        span = spans[0]
-        if failing:
-            assert span.name == f"chat {FAILING_MODEL}"
-            assert span.status.status_code is StatusCode.ERROR
-            assert span.attributes[semconv.ERROR_TYPE] == provider.status_error_type
-        else:
-            assert span.status.status_code is StatusCode.UNSET
-
-
-def run_sync_fault(
-    provider: Provider, fault: Fault, server: Any, telemetry: Any, instrument_with: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = provider.sync_client(server)
-    expected = run_workload(provider, client, fault.workload)
-    with pytest.raises(provider.status_error) as expected_error:
-        run_workload(provider, client, fault.workload, FAILING_MODEL)
-    chunks = len(expected) if isinstance(expected, list) else 0
-
-    fault.inject(monkeypatch)
-    instrument_with(provider.instrumentor, **fault.env)
-    client = provider.sync_client(server)
-
-    before = Counter(internal_errors)
-    assert run_workload(provider, client, fault.workload) == expected
-    _check_counted(_delta(before), fault.counted, chunks)
-    _check_spans(provider, telemetry, fault.spans, failing=False)
-
-    telemetry.exporter.clear()
-    before = Counter(internal_errors)
-    with pytest.raises(provider.status_error) as error:
-        run_workload(provider, client, fault.workload, FAILING_MODEL)
-    _check_same_error(provider, error.value, expected_error.value)
-    _check_counted(_delta(before), fault.counted_on_error, chunks)
-    _check_spans(provider, telemetry, fault.spans_on_error, failing=True)
-
-
-async def run_async_fault(
-    provider: Provider, fault: Fault, server: Any, telemetry: Any, instrument_with: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = provider.async_client(server)
-    expected = await arun_workload(provider, client, fault.workload)
-    with pytest.raises(provider.status_error) as expected_error:
-        await arun_workload(provider, client, fault.workload, FAILING_MODEL)
-    await provider.close_async(client)
-    chunks = len(expected) if isinstance(expected, list) else 0
-
-    fault.inject(monkeypatch)
-    instrument_with(provider.instrumentor, **fault.env)
-    client = provider.async_client(server)
-
-    before = Counter(internal_errors)
-    assert await arun_workload(provider, client, fault.workload) == expected
-    _check_counted(_delta(before), fault.counted, chunks)
-    _check_spans(provider, telemetry, fault.spans, failing=False)
-
-    telemetry.exporter.clear()
-    before = Counter(internal_errors)
-    with pytest.raises(provider.status_error) as error:
-        await arun_workload(provider, client, fault.workload, FAILING_MODEL)
-    _check_same_error(provider, error.value, expected_error.value)
-    _check_counted(_delta(before), fault.counted_on_error, chunks)
-    _check_spans(provider, telemetry, fault.spans_on_error, failing=True)
-    await provider.close_async(client)
+def fault_harness(provider: Provider) -> FaultHarness:
+    """How ``fault_contract`` drives a Chat Completions-shaped SDK."""
+    return FaultHarness(
+        instrumentors=(provider.instrumentor,),
+        run=lambda client, workload, failing: run_workload(provider, client, workload, failing),
+        arun=lambda client, workload, failing: arun_workload(provider, client, workload, failing),
+        error=provider.status_error,
+        error_type=provider.status_error_type,
+        span_name=lambda fault, failing: f"chat {FAILING_MODEL}" if failing else None,
+        aclose=provider.close_async,
+    )
 
 
 def chat_faults(wrappers: type, patch_module: Any, observer: str) -> list[Fault]:
@@ -501,38 +346,28 @@ def chat_faults(wrappers: type, patch_module: Any, observer: str) -> list[Fault]
     ``wrappers`` is the provider's wrapper-building class (its ``describe`` is the first hook);
     ``patch_module.<observer>`` builds the provider's stream chunk observer.
     """
-    from tokentrace.core import pricing, recorder
+    from tokentrace.core import pricing
     from tokentrace.core.call import GenAICall
     from tokentrace.instrumentation import _chat_compat
-    from tokentrace.instrumentation.openai import _content
 
-    describe = {"describing the request": 1}
     chunk = {"reading a stream chunk": PER_CHUNK}
-    capture = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
-
-    faults = [
+    return [
         # Describing the request: the call runs untraced.
-        Fault("wrappers.describe", on(wrappers, "describe"), "chat", describe, describe, 0, 0),
-        Fault("wrappers.describe-stream", on(wrappers, "describe"), "chat_stream", describe, describe, 0, 0),
-        Fault("server_of", on(_chat_compat, "server_of"), "chat", describe, describe, 0, 0),
+        Fault("wrappers.describe", on(wrappers, "describe"), "chat", DESCRIBE, DESCRIBE, 0, 0),
+        Fault("wrappers.describe-stream", on(wrappers, "describe"), "chat_stream", DESCRIBE, DESCRIBE, 0, 0),
+        Fault("server_of", on(_chat_compat, "server_of"), "chat", DESCRIBE, DESCRIBE, 0, 0),
         Fault(
             "describe_chat_messages",
             on(_chat_compat, "describe_chat_messages"),
             "chat_stream",
-            describe,
-            describe,
+            DESCRIBE,
+            DESCRIBE,
             0,
             0,
         ),
         # Reading the result: the span still ends, with what is known.
-        Fault("apply_chat_result", on(_chat_compat, "apply_chat_result"), "chat", {"reading the response": 1}, {}),
-        Fault(
-            "apply_embeddings_result",
-            on(_chat_compat, "apply_embeddings_result"),
-            "embeddings",
-            {"reading the response": 1},
-            {},
-        ),
+        Fault("apply_chat_result", on(_chat_compat, "apply_chat_result"), "chat", READING, {}),
+        Fault("apply_embeddings_result", on(_chat_compat, "apply_embeddings_result"), "embeddings", READING, {}),
         Fault("observe_chat_chunk", on(_chat_compat, "observe_chat_chunk"), "chat_stream", chunk, {}),
         Fault(
             "apply_chat_usage-stream",
@@ -541,45 +376,61 @@ def chat_faults(wrappers: type, patch_module: Any, observer: str) -> list[Fault]
             {"reading a stream chunk": 1},
             {},
         ),  # only the last chunk carries usage
-        Fault(observer, on(patch_module, observer), "chat_stream", {"reading the response": 1}, {}),
+        Fault(observer, on(patch_module, observer), "chat_stream", READING, {}),
         Fault("mark_chunk", on(GenAICall, "mark_chunk"), "chat_stream", chunk, {}),
-        # Content capture.
-        Fault(
-            "content",
-            on(_content, "chat_input_messages"),
-            "chat",
-            {"capturing content": 1},
-            {"capturing content": 1},
-            env=capture,
-        ),
-        Fault("content-stream-choices", on(_chat_compat._Choices, "add"), "chat_stream", chunk, {}, env=capture),
+        # Content capture of the stream's output.
+        Fault("content-stream-choices", on(_chat_compat._Choices, "add"), "chat_stream", chunk, {}, env=CAPTURE),
         Fault(
             "content-stream-build",
             on(_chat_compat._Choices, "messages"),
             "chat_stream",
             {"finishing stream accumulation": 1},
             {},
-            env=capture,
+            env=CAPTURE,
         ),
-        # Pricing, metrics and ending.
-        Fault("price", on(pricing.PriceBook, "cost"), "chat", {"pricing": 1}, {"pricing": 1}),
-        Fault("price-stream", on(pricing.PriceBook, "cost"), "chat_stream", {"pricing": 1}, {"pricing": 1}),
+        # Pricing, input content, metrics and ending, in the shared recorder.
         Fault("price-embeddings", on(pricing.PriceBook, "cost"), "embeddings", {"pricing": 1}, {"pricing": 1}),
-        Fault(
-            "record_metrics",
-            on(recorder.Recorder, "_record_metrics"),
-            "chat",
-            {"recording metrics": 1},
-            {"recording metrics": 1},
-        ),
-        Fault(
-            "finish-stream",
-            on(recorder.Recorder, "finish"),
-            "chat_stream",
-            {"ending a stream": AT_LEAST_ONCE},
-            {"recording a failed call": 1},
-            0,
-            0,
-        ),
+        *recorder_faults("chat", "chat_stream", finish_on_error=FAILED_CALL),
     ]
-    return faults
+
+
+# -- the tests a provider's modules bind ------------------------------------------------------------------
+
+
+def server_fixture(start_server: Callable[[], Any]) -> Any:
+    """A module-scoped ``server`` fixture: ``start_server()`` is a context manager yielding the server."""
+
+    @pytest.fixture(scope="module")
+    def server() -> Iterator[Any]:
+        with start_server() as running:
+            yield running
+
+    return server
+
+
+def stream_contract_tests(provider: Provider, start_server: Callable[[], Any]) -> tuple[Any, Any, Any]:
+    """The ``server`` fixture and the sync and async stream contract tests for ``provider``, which a
+    test module binds to its names (``server, test_sync_stream_contract, test_async_stream_contract =
+    stream_contract_tests(...)``)."""
+
+    @pytest.mark.parametrize(("method", "exit_path"), stream_cases(provider, SYNC_EXITS))
+    def test_sync_stream_contract(
+        method: StreamMethod, exit_path: str, server: Any, telemetry: Any, instrument_with: Any, span_ends: list[Any]
+    ) -> None:
+        run_sync_contract(provider, method, exit_path, server, telemetry, instrument_with, span_ends)
+
+    @pytest.mark.parametrize(("method", "exit_path"), stream_cases(provider, ASYNC_EXITS))
+    async def test_async_stream_contract(
+        method: StreamMethod, exit_path: str, server: Any, telemetry: Any, instrument_with: Any, span_ends: list[Any]
+    ) -> None:
+        await run_async_contract(provider, method, exit_path, server, telemetry, instrument_with, span_ends)
+
+    return server_fixture(start_server), test_sync_stream_contract, test_async_stream_contract
+
+
+def fault_tests(provider: Provider, start_server: Callable[[], Any], faults: list[Fault]) -> tuple[Any, Any, Any]:
+    """The ``server`` fixture and the sync and async fault-injection tests (``fault_contract``) for
+    ``provider``, bound by a test module as ``server, test_sync_fault_is_contained,
+    test_async_fault_is_contained = fault_tests(...)``."""
+    tests = contract_fault_tests(fault_harness(provider), faults, provider.sync_client, provider.async_client)
+    return server_fixture(start_server), *tests

@@ -14,18 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from opentelemetry import trace
-from opentelemetry.trace import StatusCode
 
+from tests.providers import stream_exits as exits
+from tests.providers.stream_exits import AppError
 from tokentrace.core import semconv
-
-
-class AppError(Exception):
-    """Raised by the application's own loop body."""
 
 
 @dataclass(frozen=True)
@@ -123,12 +121,7 @@ def drive_sync(opener: Opener, exit_path: str, server: Any) -> Outcome:
                 out.see(item)
         elif exit_path in ("with_early", "app_error"):
             with contextlib.closing(stream) as entered:
-                for item in entered:
-                    out.see(item)
-                    if exit_path == "app_error":
-                        out.raised = AppError("the application's own bug")
-                        raise out.raised
-                    break
+                exits.take_first(entered, out, exit_path)
         elif exit_path == "close":
             for item in stream:
                 out.see(item)
@@ -161,12 +154,7 @@ async def drive_async(opener: Opener, exit_path: str, server: Any) -> Outcome:
                 out.see(item)
         elif exit_path in ("with_early", "app_error"):
             async with contextlib.aclosing(stream) as entered:
-                async for item in entered:
-                    out.see(item)
-                    if exit_path == "app_error":
-                        out.raised = AppError("the application's own bug")
-                        raise out.raised
-                    break
+                await exits.atake_first(entered, out, exit_path)
         elif exit_path == "aclose":
             async for item in stream:
                 out.see(item)
@@ -174,20 +162,7 @@ async def drive_async(opener: Opener, exit_path: str, server: Any) -> Outcome:
             await stream.aclose()
             await stream.aclose()
         elif exit_path == "cancel":
-            first = asyncio.Event()
-
-            async def consume() -> None:
-                async for item in stream:
-                    out.see(item)
-                    first.set()
-
-            task = asyncio.create_task(consume())
-            await asyncio.wait_for(first.wait(), 10)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError as error:
-                out.error = error
+            out.error = await exits.cancel_after_first(stream, out.see)
         else:  # pragma: no cover
             raise AssertionError(exit_path)
     except (AppError, *opener.sdk_errors) as error:
@@ -206,25 +181,16 @@ def check(
     ended: list[Any],
 ) -> dict[str, Any]:
     # The application could not tell the difference.
-    assert traced.items == baseline.items
-    assert type(traced.error) is type(baseline.error)
-    assert str(traced.error) == str(baseline.error)
+    exits.check_app_saw_the_same(exit_path, traced, baseline, app_span)
     assert traced.stream_type is baseline.stream_type
-    if exit_path == "app_error":
-        assert traced.error is traced.raised is not None
     if exit_path in ("server_error", "http_error"):
         assert isinstance(traced.error, opener.sdk_errors)
-    if exit_path == "cancel":
-        assert isinstance(traced.error, asyncio.CancelledError)
-    assert all(span is app_span for span in traced.current_spans)
 
     # Exactly one LLM span, ended once, the application's span its parent.
     model = model_for(opener, exit_path)
-    spans = [s for s in telemetry.spans() if s.name == f"{opener.operation} {model}"]
-    assert len(spans) == 1, [s.name for s in telemetry.spans()]
-    span = spans[0]
-    assert [s.context.span_id for s in ended] == [span.context.span_id]
-    assert span.parent is not None and span.parent.span_id == app_span.get_span_context().span_id
+    span = exits.the_stream_span(
+        [s for s in telemetry.spans() if s.name == f"{opener.operation} {model}"], ended, app_span
+    )
     attributes = dict(span.attributes)
     assert attributes[semconv.STREAM_END_REASON] == END_REASONS[exit_path]
     assert attributes[semconv.STREAM_CHUNKS] == len(traced.items)
@@ -232,13 +198,8 @@ def check(
         assert len(traced.items) == 1
     if exit_path in ("never_iterated_gc", "http_error"):
         assert not traced.items
-    if exit_path in ("server_error", "http_error"):
-        assert span.status.status_code is StatusCode.ERROR
-        expected = opener.error_type if exit_path == "server_error" else opener.http_error_type
-        assert attributes[semconv.ERROR_TYPE] == expected
-    else:
-        assert span.status.status_code is StatusCode.UNSET
-        assert semconv.ERROR_TYPE not in attributes
+    errors = {"server_error": opener.error_type, "http_error": opener.http_error_type}
+    exits.check_error_status(span, errors.get(exit_path))
     if exit_path == "exhaust":
         assert attributes[semconv.USAGE_SOURCE] == "reported"
         assert attributes[semconv.USAGE_INPUT_TOKENS] > 0 and attributes[semconv.USAGE_OUTPUT_TOKENS] > 0
@@ -281,16 +242,56 @@ async def run_async_case(
     return check(opener, exit_path, traced, baseline, app_span, telemetry, ended)
 
 
-def count_span_ends(monkeypatch: Any) -> list[Any]:
-    """Every span our recorder ends, in order (a span ended twice would appear twice)."""
-    from tokentrace.core.recorder import Recorder
+def contract_tests(
+    openers: list[Opener], instrumentor: type, start_server: Callable[..., Any]
+) -> tuple[Any, Any, Any, Any, Any]:
+    """The fixtures and tests of one SDK's generator stream contract, which its test module binds to
+    its names (``server, slow_server, quick_collections, test_sync_stream_contract,
+    test_async_stream_contract = contract_tests(...)``).
 
-    ended: list[Any] = []
-    original = Recorder._end_span
+    ``start_server(chunk_delay=...)`` is a context manager yielding the SDK's local server; the
+    cancellation exit uses a slow one, so the cancel lands before the second chunk."""
 
-    def counting(self: Recorder, span: Any) -> None:
-        ended.append(span)
-        original(self, span)
+    @pytest.fixture(scope="module")
+    def server() -> Iterator[Any]:
+        with start_server() as running:
+            yield running
 
-    monkeypatch.setattr(Recorder, "_end_span", counting)
-    return ended
+    @pytest.fixture(scope="module")
+    def slow_server() -> Iterator[Any]:
+        with start_server(chunk_delay=0.25) as running:
+            yield running
+
+    @pytest.fixture(scope="module", autouse=True)
+    def quick_collections() -> Iterator[None]:
+        """The exits collect garbage; freezing what exists already keeps each collection short."""
+        gc.collect()
+        gc.freeze()
+        yield
+        gc.unfreeze()
+
+    def cases(exits: list[str]) -> list[Any]:
+        return [
+            pytest.param(opener, exit_path, id=f"{opener.id}-{exit_path}") for opener in openers for exit_path in exits
+        ]
+
+    @pytest.mark.parametrize(("opener", "exit_path"), cases(SYNC_EXITS))
+    def test_sync_stream_contract(
+        opener: Opener, exit_path: str, server: Any, telemetry: Any, instrument_with: Any, span_ends: list[Any]
+    ) -> None:
+        run_sync_case(opener, exit_path, server, telemetry, lambda: instrument_with(instrumentor), span_ends)
+
+    @pytest.mark.parametrize(("opener", "exit_path"), cases(ASYNC_EXITS))
+    async def test_async_stream_contract(
+        opener: Opener,
+        exit_path: str,
+        server: Any,
+        slow_server: Any,
+        telemetry: Any,
+        instrument_with: Any,
+        span_ends: list[Any],
+    ) -> None:
+        chosen = slow_server if exit_path == "cancel" else server
+        await run_async_case(opener, exit_path, chosen, telemetry, lambda: instrument_with(instrumentor), span_ends)
+
+    return server, slow_server, quick_collections, test_sync_stream_contract, test_async_stream_contract

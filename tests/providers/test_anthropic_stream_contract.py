@@ -20,6 +20,7 @@ import wrapt
 from observed import fingerprint
 
 from tests.providers import test_anthropic_support as support
+from tests.providers.stream_exits import AppError
 from tests.providers.test_anthropic_support import MESSAGES, MODEL, make_client
 from tokentrace.core import semconv
 from tokentrace.core.safety import internal_errors
@@ -29,10 +30,6 @@ sim = support.sim
 traced = support.traced
 FAULT_MODEL = "midstream-error-claude"
 TAKE = 3
-
-
-class AppError(Exception):
-    """Raised by the application's own loop body."""
 
 
 @dataclass

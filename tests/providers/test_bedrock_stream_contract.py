@@ -27,18 +27,14 @@ from opentelemetry.trace import StatusCode
 
 from tests.providers.servers import bedrock as srv
 from tests.providers.servers.bedrock import BedrockServer, make_client
+from tests.providers.stream_exits import AppError, take_first
 from tokentrace.core import semconv
-from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import internal_errors
 from tokentrace.instrumentation.bedrock import BedrockInstrumentor
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 LLAMA = "meta.llama3-8b-instruct-v1:0"
 MESSAGES = [{"role": "user", "content": [{"text": "Stream to me."}]}]
-
-
-class AppError(Exception):
-    """Raised by the application's own loop body."""
 
 
 @dataclass(frozen=True)
@@ -137,12 +133,7 @@ def drive(method: Method, exit_path: str, client: Any) -> Outcome:
             stream.close()
         elif exit_path in ("closing_early", "app_error"):
             with contextlib.closing(stream) as entered:
-                for item in entered:
-                    out.see(item)
-                    if exit_path == "app_error":
-                        out.raised = AppError("the application's own bug")
-                        raise out.raised
-                    break
+                take_first(entered, out, exit_path)
         elif exit_path == "server_error":
             for item in stream:
                 out.see(item)
@@ -174,19 +165,6 @@ def drive(method: Method, exit_path: str, client: Any) -> Outcome:
 def server() -> Any:
     with BedrockServer() as running:
         yield running
-
-
-@pytest.fixture
-def span_ends(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    ended: list[Any] = []
-    original = Recorder._end_span
-
-    def counting(self: Recorder, span: Any) -> None:
-        ended.append(span)
-        original(self, span)
-
-    monkeypatch.setattr(Recorder, "_end_span", counting)
-    return ended
 
 
 def _expected_chunks(method: Method, exit_path: str, traced: Outcome) -> int:

@@ -25,8 +25,8 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from tests.providers.servers.google_genai import GeminiServer, client_for, observed
+from tests.providers.stream_exits import AppError, cancel_after_first, the_stream_span
 from tokentrace.core import semconv
-from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import internal_errors
 from tokentrace.instrumentation.google_genai import GoogleGenAIInstrumentor
 
@@ -64,10 +64,6 @@ def _applies(exit_path: str) -> Any:
     if exit_path == "cancel" and not NATIVE_ASYNC:
         reason = "this google-genai's async stream is not cancellable mid-stream"
     return pytest.param(exit_path, marks=pytest.mark.skipif(reason is not None, reason=reason or ""))
-
-
-class AppError(Exception):
-    """Raised by the application's own loop body."""
 
 
 @dataclass
@@ -134,20 +130,7 @@ async def drive_async(exit_path: str, client: Any) -> Outcome:
                 await stream.aclose()
                 await stream.aclose()
         elif exit_path == "cancel":
-            first = asyncio.Event()
-
-            async def consume(source: Any) -> None:
-                async for chunk in source:
-                    out.see(chunk)
-                    first.set()
-
-            task = asyncio.create_task(consume(stream))
-            await asyncio.wait_for(first.wait(), 10)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError as error:
-                out.error = error
+            out.error = await cancel_after_first(stream, out.see)
     except (AppError, errors.APIError) as error:
         out.error = error
     del stream
@@ -182,20 +165,6 @@ def _quick_collections() -> Iterator[None]:
     gc.unfreeze()
 
 
-@pytest.fixture
-def span_ends(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every span our recorder ends, in order (a span ended twice would appear twice)."""
-    ended: list[Any] = []
-    original = Recorder._end_span
-
-    def counting(self: Recorder, span: Any) -> None:
-        ended.append(span)
-        original(self, span)
-
-    monkeypatch.setattr(Recorder, "_end_span", counting)
-    return ended
-
-
 # -- checks ---------------------------------------------------------------------------------------------
 
 
@@ -218,11 +187,7 @@ def _check(
     assert traced.current_spans and all(span is app_span for span in traced.current_spans)
 
     model = FAULT_MODEL if exit_path == "server_error" else MODEL
-    spans = [s for s in telemetry.spans() if s.name == f"generate_content {model}"]
-    assert len(spans) == 1, [s.name for s in telemetry.spans()]
-    span = spans[0]
-    assert [s.context.span_id for s in ended] == [span.context.span_id]
-    assert span.parent is not None and span.parent.span_id == app_span.get_span_context().span_id
+    span = the_stream_span([s for s in telemetry.spans() if s.name == f"generate_content {model}"], ended, app_span)
     attributes = dict(span.attributes)
     assert attributes[semconv.PROVIDER_NAME] == ("gcp.vertex_ai" if api == "vertex" else "gcp.gemini")
     assert attributes[semconv.STREAM_END_REASON] == END_REASONS[exit_path]

@@ -3,47 +3,24 @@ speaking Groq's wire format (``tests/providers/servers/groq.py``)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import groq
 import pytest
-from genai_prices import Usage as CatalogueUsage
-from genai_prices import calc_price
 from groq.resources import embeddings as groq_embeddings
 from groq.resources.chat import completions as groq_completions
 from opentelemetry.trace import StatusCode
 
+from tests.providers import chat_compat_cases as cases
+from tests.providers.chat_compat_cases import CAPTURE, MESSAGES, MODES, TOOLS, assert_cost, captured
+from tests.providers.chat_compat_contract import server_fixture
 from tests.providers.groq_setup import CHAT_MODEL, EMBEDDING_MODEL, INPUTS
 from tests.providers.servers import chat_compatible
 from tests.providers.servers import groq as groq_server
 from tokentrace.core import semconv
 from tokentrace.instrumentation.groq import GroqInstrumentor
 
-TOLERANCE = 1e-9
-CAPTURE = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
-MESSAGES = [
-    {"role": "system", "content": "You answer briefly."},
-    {"role": "user", "content": "What is the weather like in Paris today"},
-]
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "lookup_weather",
-            "description": "Weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-        },
-    }
-]
-MODES = ["sync", "async"]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    with groq_server.server() as s:
-        yield s
+server = server_fixture(groq_server.server)
 
 
 @pytest.fixture
@@ -69,29 +46,7 @@ async def stream(mode: str, clients: Any, **kwargs: Any) -> list[Any]:
 
 
 def price(usage: Any, model: str = CHAT_MODEL, cached: int | None = None) -> Any:
-    """genai-prices' own answer for the usage the server reported."""
-    return calc_price(
-        CatalogueUsage(
-            input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens, cache_read_tokens=cached
-        ),
-        model,
-        provider_id="groq",
-    )
-
-
-def assert_cost(attributes: dict[str, Any], expected: Any) -> None:
-    assert float(expected.total_price) > 0
-    assert attributes[semconv.USAGE_COST_AMOUNT] == pytest.approx(float(expected.total_price), abs=TOLERANCE)
-    assert attributes[semconv.COST_INPUT] == pytest.approx(float(expected.input_price), abs=TOLERANCE)
-    assert attributes[semconv.COST_OUTPUT] == pytest.approx(float(expected.output_price), abs=TOLERANCE)
-    assert attributes[semconv.USAGE_COST_CURRENCY] == "USD"
-    assert attributes[semconv.USAGE_COST_SOURCE] == semconv.COST_SOURCE_LOCAL
-    assert attributes[semconv.COST_PRICING_MODEL] == CHAT_MODEL
-    assert semconv.COST_UNAVAILABLE_REASON not in attributes
-
-
-def _content(span: Any, key: str) -> Any:
-    return json.loads(span.attributes[key])
+    return cases.catalogue_price(usage, model, "groq", cached)
 
 
 # -- chat -------------------------------------------------------------------------------------------------
@@ -118,19 +73,8 @@ async def test_chat_span(mode: str, clients: Any, server: Any, telemetry: Any, i
     attributes = dict(span.attributes)
     assert span.name == f"chat {CHAT_MODEL}"
     assert span.status.status_code is StatusCode.UNSET
-    cost_keys = {
-        semconv.USAGE_COST_AMOUNT,
-        semconv.USAGE_COST_CURRENCY,
-        semconv.USAGE_COST_SOURCE,
-        semconv.COST_INPUT,
-        semconv.COST_OUTPUT,
-        semconv.COST_PRICING_MODEL,
-        semconv.COST_PRICING_VERSION,
-    }
     # Exactly these: in particular no openai.* attributes for Groq's system_fingerprint.
-    # HTTP attempts (tokentrace.http.*, the key alias) are checked in tests/test_provider_health.py
-    http = {k for k in attributes if k.startswith(("tokentrace.http.", "tokentrace.api_key."))}
-    assert {k: v for k, v in attributes.items() if k not in cost_keys | http} == {
+    assert cases.call_attributes(attributes) == {
         semconv.OPERATION_NAME: "chat",
         semconv.PROVIDER_NAME: "groq",
         semconv.REQUEST_MODEL: CHAT_MODEL,
@@ -153,7 +97,7 @@ async def test_chat_span(mode: str, clients: Any, server: Any, telemetry: Any, i
         semconv.USAGE_SOURCE: "reported",
     }
     assert result.system_fingerprint == "fp_test"
-    assert_cost(attributes, price(result.usage))
+    assert_cost(attributes, price(result.usage), CHAT_MODEL)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -172,12 +116,14 @@ async def test_stream_usage_from_x_groq(mode: str, clients: Any, telemetry: Any,
     assert attributes[semconv.USAGE_SOURCE] == "reported"
     assert attributes[semconv.STREAM_CHUNKS] == len(chunks)
     assert attributes[semconv.STREAM_END_REASON] == "completed"
-    assert_cost(attributes, price(usage))
+    assert_cost(attributes, price(usage), CHAT_MODEL)
     metrics = telemetry.metrics()
     tokens = {p.attributes[semconv.TOKEN_TYPE]: p.sum for p in metrics[semconv.METRIC_TOKEN_USAGE]}
     assert tokens == {"input": usage.prompt_tokens, "output": usage.completion_tokens}
     assert metrics[semconv.METRIC_TIME_TO_FIRST_CHUNK][0].count == 1
-    assert metrics[semconv.METRIC_COST][0].sum == pytest.approx(attributes[semconv.USAGE_COST_AMOUNT], abs=TOLERANCE)
+    assert metrics[semconv.METRIC_COST][0].sum == pytest.approx(
+        attributes[semconv.USAGE_COST_AMOUNT], abs=cases.TOLERANCE
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -190,7 +136,7 @@ async def test_cached_prompt_tokens(mode: str, clients: Any, telemetry: Any, ins
     attributes = dict(telemetry.span().attributes)
     assert attributes[semconv.USAGE_INPUT_TOKENS] == usage.prompt_tokens  # cached ones included
     assert attributes[semconv.USAGE_CACHE_READ_INPUT_TOKENS] == chat_compatible.CACHED_TOKENS
-    assert_cost(attributes, price(usage, cached=chat_compatible.CACHED_TOKENS))
+    assert_cost(attributes, price(usage, cached=chat_compatible.CACHED_TOKENS), CHAT_MODEL)
 
 
 async def test_unknown_model_has_no_cost(clients: Any, telemetry: Any, instrument_with: Any) -> None:
@@ -310,11 +256,11 @@ async def test_content_capture_with_tools(mode: str, clients: Any, telemetry: An
     instrument_with(GroqInstrumentor, **CAPTURE)
     await create(mode, clients, model=CHAT_MODEL, messages=MESSAGES, tools=TOOLS)
     span = telemetry.span()
-    assert _content(span, semconv.INPUT_MESSAGES) == [
+    assert captured(span, semconv.INPUT_MESSAGES) == [
         {"role": "system", "parts": [{"type": "text", "content": "You answer briefly."}]},
         {"role": "user", "parts": [{"type": "text", "content": MESSAGES[1]["content"]}]},
     ]
-    assert _content(span, semconv.TOOL_DEFINITIONS)[0]["name"] == "lookup_weather"
+    assert captured(span, semconv.TOOL_DEFINITIONS)[0]["name"] == "lookup_weather"
     expected = [
         {
             "role": "assistant",
@@ -322,10 +268,10 @@ async def test_content_capture_with_tools(mode: str, clients: Any, telemetry: An
             "finish_reason": "tool_calls",
         }
     ]
-    assert _content(span, semconv.OUTPUT_MESSAGES) == expected
+    assert captured(span, semconv.OUTPUT_MESSAGES) == expected
     telemetry.exporter.clear()
     await stream(mode, clients, model=CHAT_MODEL, messages=MESSAGES, tools=TOOLS)
-    assert _content(telemetry.span(), semconv.OUTPUT_MESSAGES) == expected
+    assert captured(telemetry.span(), semconv.OUTPUT_MESSAGES) == expected
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -344,10 +290,10 @@ async def test_content_capture_reasoning(mode: str, clients: Any, telemetry: Any
     ]
     result = await create(mode, clients, model=CHAT_MODEL, messages=MESSAGES, reasoning_format="parsed")
     assert result.choices[0].message.reasoning == chat_compatible.REASONING
-    assert _content(telemetry.span(), semconv.OUTPUT_MESSAGES) == expected
+    assert captured(telemetry.span(), semconv.OUTPUT_MESSAGES) == expected
     telemetry.exporter.clear()
     await stream(mode, clients, model=CHAT_MODEL, messages=MESSAGES, reasoning_format="parsed")
-    assert _content(telemetry.span(), semconv.OUTPUT_MESSAGES) == expected
+    assert captured(telemetry.span(), semconv.OUTPUT_MESSAGES) == expected
 
 
 # -- lifecycle --------------------------------------------------------------------------------------------

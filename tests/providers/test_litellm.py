@@ -10,72 +10,30 @@ models through LiteLLM's own httpx handler speaking Anthropic's Messages API. Li
 from __future__ import annotations
 
 import asyncio
-import gc
-import os
 import re
 import socket
 from typing import Any
 
 import pytest
+from genai_prices import Usage as CatalogueUsage
+from genai_prices import calc_price
+from opentelemetry.trace import StatusCode
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-litellm = pytest.importorskip("litellm")
-
-from genai_prices import Usage as CatalogueUsage  # noqa: E402
-from genai_prices import calc_price  # noqa: E402
-from opentelemetry.trace import StatusCode  # noqa: E402
-
-from tokentrace.core import semconv  # noqa: E402
-from tokentrace.instrumentation.litellm import LiteLLMInstrumentor, _providers  # noqa: E402
-from tokentrace.instrumentation.openai import OpenAIInstrumentor  # noqa: E402
+from tests.providers.litellm_setup import (  # noqa: F401  (autouse fixtures)
+    close_litellm_sessions,
+    collect_litellm_sessions,
+    fresh_litellm_clients,
+    litellm,
+)
+from tokentrace.core import semconv
+from tokentrace.instrumentation.litellm import LiteLLMInstrumentor, _providers
+from tokentrace.instrumentation.openai import OpenAIInstrumentor
 
 OPENAI_MODEL = "openai/gpt-4o-mini"
 ANTHROPIC_MODEL = "anthropic/claude-3-5-haiku-20241022"
 EMBEDDING_MODEL = "openai/text-embedding-3-small"
 OPENAI_SCOPE = "tokentrace.instrumentation.openai"
 LITELLM_SCOPE = "tokentrace.instrumentation.litellm"
-
-
-def _close_leftover_sessions() -> None:
-    """aiohttp sessions LiteLLM opened on event loops that are gone: closed now, quietly."""
-    try:
-        import aiohttp
-    except ImportError:
-        return
-    for session in [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed]:
-        try:
-            asyncio.run(session.close())
-        except Exception:
-            session._connector = None  # its loop is closed: nothing left to release
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _collect_litellm_sessions() -> Any:
-    """LiteLLM keeps an aiohttp session per event loop the tests ran; collected here, while pytest
-    still captures output, rather than at interpreter exit after the summary."""
-    yield
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    gc.collect()
-    _close_leftover_sessions()
-
-
-@pytest.fixture(autouse=True)
-async def _close_litellm_sessions() -> Any:
-    """Close LiteLLM's cached aiohttp sessions while the test's event loop still runs (else they are
-    reported unclosed at interpreter exit, after pytest's summary)."""
-    yield
-    close = getattr(litellm, "close_litellm_async_clients", None)
-    if close is not None:
-        await close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_litellm_clients() -> Any:
-    """LiteLLM caches its openai clients per endpoint; a client bound while instrumented would keep
-    the traced method after ``uninstrument()``, so every test starts with none."""
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    yield
-    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 @pytest.fixture

@@ -9,40 +9,25 @@ LiteLLM and the openai SDK under it are both instrumented, so the merge of the i
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import os
 import re
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
+from observed import fingerprint
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-litellm = pytest.importorskip("litellm")
-
-from observed import fingerprint  # noqa: E402
-from opentelemetry.trace import StatusCode  # noqa: E402
-
-import tokentrace  # noqa: E402
-from tokentrace.core import pricing, recorder, semconv  # noqa: E402
-from tokentrace.core.safety import internal_errors  # noqa: E402
-from tokentrace.instrumentation.litellm import LiteLLMInstrumentor, _providers, _requests, _responses  # noqa: E402
-from tokentrace.instrumentation.openai import OpenAIInstrumentor, _content  # noqa: E402
+from tests.providers import fault_contract as contract
+from tests.providers.fault_contract import CAPTURE, DESCRIBE, PER_CHUNK, READING, Fault
+from tests.providers.fault_contract import on as _on
+from tests.providers.litellm_setup import (  # noqa: F401  (autouse fixtures)
+    close_litellm_sessions,
+    collect_litellm_sessions,
+    fresh_litellm_clients,
+    litellm,
+)
+from tokentrace.core import pricing, recorder
+from tokentrace.instrumentation.litellm import LiteLLMInstrumentor, _providers, _requests, _responses
+from tokentrace.instrumentation.openai import OpenAIInstrumentor, _content
 
 PROMPT = [{"role": "user", "content": "Nothing of ours may change what LiteLLM returns."}]
-CAPTURE = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
-PER_CHUNK = -1
-
-
-class InjectedFault(RuntimeError):
-    pass
-
-
-def boom(*args: Any, **kwargs: Any) -> Any:
-    raise InjectedFault("injected into a tokentrace hook")
 
 
 def _route(sim: Any, workload: str, failing: bool) -> dict[str, Any]:
@@ -84,24 +69,6 @@ async def run_async(sim: Any, workload: str, failing: bool = False) -> Any:
     return _observed(await litellm.acompletion(messages=PROMPT, **route))
 
 
-@dataclass(frozen=True)
-class Fault:
-    id: str
-    inject: Callable[[pytest.MonkeyPatch], None]
-    workload: str
-    counted: dict[str, int]
-    counted_on_error: dict[str, int]
-    spans: int = 1  # LiteLLM spans the successful call leaves
-    spans_on_error: int = 1
-    env: dict[str, str] = field(default_factory=dict)
-
-
-def _on(owner: Any, name: str) -> Callable[[pytest.MonkeyPatch], None]:
-    return lambda mp: mp.setattr(owner, name, boom)
-
-
-DESCRIBE = {"describing the request": 1}
-READING = {"reading the response": 1}
 FAULTS = [
     # Describing the request: the call runs untraced by us (the inner openai call then has its own span).
     Fault("describe_completion", _on(_requests, "describe_completion"), "chat", DESCRIBE, DESCRIBE, 0, 0),
@@ -154,128 +121,22 @@ FAULTS = [
 ]
 
 
-def _delta(before: Counter[str]) -> Counter[str]:
-    assert tokentrace.flush()
-    return Counter({k: v - before.get(k, 0) for k, v in internal_errors.items() if v != before.get(k, 0)})
+HARNESS = contract.FaultHarness(
+    instrumentors=(OpenAIInstrumentor, LiteLLMInstrumentor),  # the inner openai call merges into ours
+    run=run_sync,
+    arun=run_async,
+    error=litellm.RateLimitError,
+    error_type="litellm.exceptions.RateLimitError",
+    chained=(),
+    message=lambda error: re.sub(r"req_\d+", "", str(error)),  # the simulator's request ids differ
+    spans_of=lambda telemetry: [
+        s for s in telemetry.spans() if s.instrumentation_scope.name == "tokentrace.instrumentation.litellm"
+    ],
+    after_instrumenting=litellm.in_memory_llm_clients_cache.flush_cache,
+)
 
 
-def _check_counted(delta: Counter[str], expected: dict[str, int], chunks: int) -> None:
-    assert set(delta) == set(expected), dict(delta)
-    for where, count in expected.items():
-        if count == PER_CHUNK:
-            assert delta[where] == chunks > 0
-        else:
-            assert delta[where] == count, dict(delta)
-
-
-def _check_spans(telemetry: Any, expected: int, failing: bool) -> None:
-    spans = [s for s in telemetry.spans() if s.instrumentation_scope.name == "tokentrace.instrumentation.litellm"]
-    assert len(spans) == expected, [s.name for s in spans]
-    if expected:
-        if failing:
-            assert spans[0].status.status_code is StatusCode.ERROR
-            assert spans[0].attributes[semconv.ERROR_TYPE] == "litellm.exceptions.RateLimitError"
-        else:
-            assert spans[0].status.status_code is StatusCode.UNSET
-
-
-def _same_error(error: BaseException, baseline: BaseException) -> None:
-    assert type(error) is type(baseline) is litellm.RateLimitError
-    assert re.sub(r"req_\d+", "", str(error)) == re.sub(r"req_\d+", "", str(baseline))
-    assert error.status_code == baseline.status_code == 429
-
-
-def _close_leftover_sessions() -> None:
-    """aiohttp sessions LiteLLM opened on event loops that are gone: closed now, quietly."""
-    try:
-        import aiohttp
-    except ImportError:
-        return
-    for session in [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed]:
-        try:
-            asyncio.run(session.close())
-        except Exception:
-            session._connector = None  # its loop is closed: nothing left to release
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _collect_litellm_sessions() -> Any:
-    """LiteLLM keeps an aiohttp session per event loop the tests ran; collected here, while pytest
-    still captures output, rather than at interpreter exit after the summary."""
-    yield
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    gc.collect()
-    _close_leftover_sessions()
-
-
-@pytest.fixture(autouse=True)
-async def _close_litellm_sessions() -> Any:
-    """Close LiteLLM's cached aiohttp sessions while the test's event loop still runs (else they are
-    reported unclosed at interpreter exit, after pytest's summary)."""
-    yield
-    close = getattr(litellm, "close_litellm_async_clients", None)
-    if close is not None:
-        await close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_litellm_clients() -> Any:
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    yield
-    litellm.in_memory_llm_clients_cache.flush_cache()
-
-
-def _instrument(instrument_with: Any, fault: Fault) -> None:
-    instrument_with(OpenAIInstrumentor, **fault.env)
-    instrument_with(LiteLLMInstrumentor, **fault.env)
-    litellm.in_memory_llm_clients_cache.flush_cache()
-
-
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
-def test_sync_fault_is_contained(
-    fault: Fault, simulator: Any, telemetry: Any, instrument_with: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    expected = run_sync(simulator, fault.workload)
-    with pytest.raises(litellm.RateLimitError) as expected_error:
-        run_sync(simulator, fault.workload, failing=True)
-    chunks = len(expected) if isinstance(expected, list) else 0
-
-    fault.inject(monkeypatch)
-    _instrument(instrument_with, fault)
-    before = Counter(internal_errors)
-    assert run_sync(simulator, fault.workload) == expected
-    _check_counted(_delta(before), fault.counted, chunks)
-    _check_spans(telemetry, fault.spans, failing=False)
-
-    telemetry.exporter.clear()
-    before = Counter(internal_errors)
-    with pytest.raises(litellm.RateLimitError) as error:
-        run_sync(simulator, fault.workload, failing=True)
-    _same_error(error.value, expected_error.value)
-    _check_counted(_delta(before), fault.counted_on_error, chunks)
-    _check_spans(telemetry, fault.spans_on_error, failing=True)
-
-
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
-async def test_async_fault_is_contained(
-    fault: Fault, simulator: Any, telemetry: Any, instrument_with: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    expected = await run_async(simulator, fault.workload)
-    with pytest.raises(litellm.RateLimitError) as expected_error:
-        await run_async(simulator, fault.workload, failing=True)
-    chunks = len(expected) if isinstance(expected, list) else 0
-
-    fault.inject(monkeypatch)
-    _instrument(instrument_with, fault)
-    before = Counter(internal_errors)
-    assert await run_async(simulator, fault.workload) == expected
-    _check_counted(_delta(before), fault.counted, chunks)
-    _check_spans(telemetry, fault.spans, failing=False)
-
-    telemetry.exporter.clear()
-    before = Counter(internal_errors)
-    with pytest.raises(litellm.RateLimitError) as error:
-        await run_async(simulator, fault.workload, failing=True)
-    _same_error(error.value, expected_error.value)
-    _check_counted(_delta(before), fault.counted_on_error, chunks)
-    _check_spans(telemetry, fault.spans_on_error, failing=True)
+# LiteLLM has no client: each call names its route on the simulator.
+test_sync_fault_is_contained, test_async_fault_is_contained = contract.fault_tests(
+    HARNESS, FAULTS, lambda sim: sim, lambda sim: sim, source="simulator"
+)

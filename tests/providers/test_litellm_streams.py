@@ -15,26 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from observed import fingerprint
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-litellm = pytest.importorskip("litellm")
-
-from observed import fingerprint  # noqa: E402
-from opentelemetry import trace  # noqa: E402
-from opentelemetry.trace import StatusCode  # noqa: E402
-
-from tokentrace.core import semconv  # noqa: E402
-from tokentrace.core.recorder import Recorder  # noqa: E402
-from tokentrace.core.safety import internal_errors  # noqa: E402
-from tokentrace.demo.simulator import Simulator  # noqa: E402
-from tokentrace.instrumentation.litellm import LiteLLMInstrumentor  # noqa: E402
-from tokentrace.instrumentation.openai import OpenAIInstrumentor  # noqa: E402
+from tests.providers.litellm_setup import (  # noqa: F401  (autouse fixtures)
+    close_litellm_sessions,
+    collect_litellm_sessions,
+    fresh_litellm_clients,
+    litellm,
+)
+from tests.providers.stream_exits import AppError, cancel_after_first, the_stream_span
+from tokentrace.core import semconv
+from tokentrace.core.safety import internal_errors
+from tokentrace.demo.simulator import Simulator
+from tokentrace.instrumentation.litellm import LiteLLMInstrumentor
+from tokentrace.instrumentation.openai import OpenAIInstrumentor
 
 CHUNK_DELAY = 0.25  # the slow simulator's pause between events: cancellation lands before chunk two
 PROMPT = [{"role": "user", "content": "Walk me through the LiteLLM stream contract."}]
@@ -53,10 +54,6 @@ END_REASONS = {
 }
 SYNC_EXITS = ["exhaust", "break_gc", "app_error", "server_error", "never_iterated_gc"]
 ASYNC_EXITS = [*SYNC_EXITS, "aclose", "cancel"]
-
-
-class AppError(Exception):
-    """Raised by the application's own loop body."""
 
 
 @dataclass
@@ -145,20 +142,7 @@ async def drive_async(route: str, exit_path: str, sim: Any) -> Outcome:
                 out.raised = AppError("the application's own bug")
                 raise out.raised
         elif exit_path == "cancel":
-            first = asyncio.Event()
-
-            async def consume() -> None:
-                async for chunk in stream:
-                    out.see(chunk)
-                    first.set()
-
-            task = asyncio.create_task(consume())
-            await asyncio.wait_for(first.wait(), 10)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError as error:
-                out.error = error
+            out.error = await cancel_after_first(stream, out.see)
         else:
             async for chunk in stream:
                 out.see(chunk)
@@ -170,63 +154,10 @@ async def drive_async(route: str, exit_path: str, sim: Any) -> Outcome:
     return out
 
 
-def _close_leftover_sessions() -> None:
-    """aiohttp sessions LiteLLM opened on event loops that are gone: closed now, quietly."""
-    try:
-        import aiohttp
-    except ImportError:
-        return
-    for session in [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed]:
-        try:
-            asyncio.run(session.close())
-        except Exception:
-            session._connector = None  # its loop is closed: nothing left to release
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _collect_litellm_sessions() -> Any:
-    """LiteLLM keeps an aiohttp session per event loop the tests ran; collected here, while pytest
-    still captures output, rather than at interpreter exit after the summary."""
-    yield
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    gc.collect()
-    _close_leftover_sessions()
-
-
-@pytest.fixture(autouse=True)
-async def _close_litellm_sessions() -> Any:
-    """Close LiteLLM's cached aiohttp sessions while the test's event loop still runs (else they are
-    reported unclosed at interpreter exit, after pytest's summary)."""
-    yield
-    close = getattr(litellm, "close_litellm_async_clients", None)
-    if close is not None:
-        await close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_litellm_clients() -> Any:
-    litellm.in_memory_llm_clients_cache.flush_cache()
-    yield
-    litellm.in_memory_llm_clients_cache.flush_cache()
-
-
 @pytest.fixture(scope="module")
 def slow_simulator() -> Any:
     with Simulator(seed=2, chunk_delay=CHUNK_DELAY) as sim:
         yield sim
-
-
-@pytest.fixture
-def span_ends(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    ended: list[Any] = []
-    original = Recorder._end_span
-
-    def counting(self: Recorder, span: Any) -> None:
-        ended.append(span)
-        original(self, span)
-
-    monkeypatch.setattr(Recorder, "_end_span", counting)
-    return ended
 
 
 def check(
@@ -247,12 +178,10 @@ def check(
         assert type(traced.error).__module__ == "litellm.exceptions"
     assert traced.current_spans and all(span is app_span for span in traced.current_spans)
 
-    spans = [s for s in telemetry.spans() if semconv.OPERATION_NAME in (s.attributes or {})]
-    assert len(spans) == 1, [(s.name, s.instrumentation_scope.name) for s in spans]
-    span = spans[0]
+    span = the_stream_span(
+        [s for s in telemetry.spans() if semconv.OPERATION_NAME in (s.attributes or {})], ended, app_span
+    )
     assert span.instrumentation_scope.name == "tokentrace.instrumentation.litellm"
-    assert [s.context.span_id for s in ended] == [span.context.span_id]
-    assert span.parent is not None and span.parent.span_id == app_span.get_span_context().span_id
     a = dict(span.attributes)
     assert a[semconv.PROVIDER_NAME] == ROUTES[route][1]
     assert a[semconv.STREAM_END_REASON] == END_REASONS[exit_path]

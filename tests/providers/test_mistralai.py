@@ -3,8 +3,6 @@ server speaking Mistral's wire format (``tests/providers/servers/mistral.py``)."
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -15,35 +13,16 @@ from mistralai.client import Mistral, chat, embeddings
 from mistralai.client.errors import HTTPValidationError, SDKError
 from opentelemetry.trace import StatusCode
 
+from tests.providers import chat_compat_cases as cases
+from tests.providers.chat_compat_cases import CAPTURE, MESSAGES, MODES, TOOLS, assert_cost, captured
+from tests.providers.chat_compat_contract import server_fixture
 from tests.providers.mistral_setup import CHAT_MODEL, EMBEDDING_MODEL, INPUTS
 from tests.providers.servers import chat_compatible, mistral
 from tokentrace.core import semconv
 from tokentrace.core.tokens import shared_estimator
 from tokentrace.instrumentation.mistralai import MistralInstrumentor
 
-TOLERANCE = 1e-9
-CAPTURE = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
-MESSAGES = [
-    {"role": "system", "content": "You answer briefly."},
-    {"role": "user", "content": "What is the weather like in Paris today"},
-]
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "lookup_weather",
-            "description": "Weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-        },
-    }
-]
-MODES = ["sync", "async"]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    with mistral.server() as s:
-        yield s
+server = server_fixture(mistral.server)
 
 
 @pytest.fixture
@@ -72,26 +51,7 @@ async def embed(mode: str, client: Mistral, **kwargs: Any) -> Any:
 
 
 def price(usage: Any, model: str = CHAT_MODEL, cached: int | None = None) -> Any:
-    """genai-prices' own answer for the usage the server reported."""
-    return calc_price(
-        CatalogueUsage(
-            input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens, cache_read_tokens=cached
-        ),
-        model,
-        provider_id="mistral",
-    )
-
-
-def assert_cost(attributes: dict[str, Any], expected: Any, model: str = CHAT_MODEL) -> None:
-    assert float(expected.total_price) > 0
-    assert attributes[semconv.USAGE_COST_AMOUNT] == pytest.approx(float(expected.total_price), abs=TOLERANCE)
-    assert attributes[semconv.COST_INPUT] == pytest.approx(float(expected.input_price), abs=TOLERANCE)
-    assert attributes[semconv.COST_OUTPUT] == pytest.approx(float(expected.output_price), abs=TOLERANCE)
-    assert attributes[semconv.USAGE_COST_CURRENCY] == "USD"
-    assert attributes[semconv.USAGE_COST_SOURCE] == semconv.COST_SOURCE_LOCAL
-    assert attributes[semconv.COST_PRICING_MODEL] == model
-    assert attributes[semconv.COST_PRICING_VERSION].startswith("genai-prices")
-    assert semconv.COST_UNAVAILABLE_REASON not in attributes
+    return cases.catalogue_price(usage, model, "mistral", cached)
 
 
 # -- chat -------------------------------------------------------------------------------------------------
@@ -121,18 +81,7 @@ async def test_chat_span(mode: str, client: Mistral, server: Any, telemetry: Any
     assert span.name == f"chat {CHAT_MODEL}"
     assert span.kind.name == "CLIENT"
     assert span.status.status_code is StatusCode.UNSET
-    cost_keys = {
-        semconv.USAGE_COST_AMOUNT,
-        semconv.USAGE_COST_CURRENCY,
-        semconv.USAGE_COST_SOURCE,
-        semconv.COST_INPUT,
-        semconv.COST_OUTPUT,
-        semconv.COST_PRICING_MODEL,
-        semconv.COST_PRICING_VERSION,
-    }
-    # HTTP attempts (tokentrace.http.*, the key alias) are checked in tests/test_provider_health.py
-    http = {k for k in attributes if k.startswith(("tokentrace.http.", "tokentrace.api_key."))}
-    assert {k: v for k, v in attributes.items() if k not in cost_keys | http} == {
+    assert cases.call_attributes(attributes) == {
         semconv.OPERATION_NAME: "chat",
         semconv.PROVIDER_NAME: "mistral_ai",
         semconv.REQUEST_MODEL: CHAT_MODEL,
@@ -157,7 +106,7 @@ async def test_chat_span(mode: str, client: Mistral, server: Any, telemetry: Any
         semconv.USAGE_SOURCE: "reported",
     }
     assert result.usage.prompt_tokens == chat_compatible.prompt_tokens(MESSAGES)
-    assert_cost(attributes, price(result.usage))
+    assert_cost(attributes, price(result.usage), CHAT_MODEL)
     # Nothing of the conversation is recorded unless content capture is on.
     assert not {semconv.INPUT_MESSAGES, semconv.OUTPUT_MESSAGES, semconv.TOOL_DEFINITIONS} & set(attributes)
 
@@ -180,13 +129,15 @@ async def test_stream_tokens_cost_and_timing(mode: str, client: Mistral, telemet
     assert attributes[semconv.STREAM_CHUNKS] == len(events)
     assert attributes[semconv.STREAM_END_REASON] == "completed"
     assert attributes[semconv.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
-    assert_cost(attributes, price(usage))
+    assert_cost(attributes, price(usage), CHAT_MODEL)
     metrics = telemetry.metrics()
     tokens = {p.attributes[semconv.TOKEN_TYPE]: p.sum for p in metrics[semconv.METRIC_TOKEN_USAGE]}
     assert tokens == {"input": usage.prompt_tokens, "output": usage.completion_tokens}
     assert metrics[semconv.METRIC_OPERATION_DURATION][0].count == 1
     assert metrics[semconv.METRIC_TIME_TO_FIRST_CHUNK][0].count == 1
-    assert metrics[semconv.METRIC_COST][0].sum == pytest.approx(attributes[semconv.USAGE_COST_AMOUNT], abs=TOLERANCE)
+    assert metrics[semconv.METRIC_COST][0].sum == pytest.approx(
+        attributes[semconv.USAGE_COST_AMOUNT], abs=cases.TOLERANCE
+    )
     point = metrics[semconv.METRIC_OPERATION_DURATION][0]
     assert point.attributes[semconv.PROVIDER_NAME] == "mistral_ai"
     assert point.attributes[semconv.RESPONSE_MODEL] == CHAT_MODEL
@@ -200,7 +151,7 @@ async def test_cached_prompt_tokens(mode: str, client: Mistral, telemetry: Any, 
     attributes = dict(telemetry.span().attributes)
     assert attributes[semconv.USAGE_INPUT_TOKENS] == result.usage.prompt_tokens  # cached ones included
     assert attributes[semconv.USAGE_CACHE_READ_INPUT_TOKENS] == chat_compatible.CACHED_TOKENS
-    assert_cost(attributes, price(result.usage, cached=chat_compatible.CACHED_TOKENS))
+    assert_cost(attributes, price(result.usage, cached=chat_compatible.CACHED_TOKENS), CHAT_MODEL)
 
 
 async def test_unknown_model_has_no_cost(client: Mistral, telemetry: Any, instrument_with: Any) -> None:
@@ -303,10 +254,6 @@ async def test_per_call_server_url(client: Mistral, telemetry: Any, instrument_w
 # -- content ----------------------------------------------------------------------------------------------
 
 
-def _content(span: Any, key: str) -> Any:
-    return json.loads(span.attributes[key])
-
-
 @pytest.mark.parametrize("mode", MODES)
 async def test_content_capture_chat_with_tools(
     mode: str, client: Mistral, telemetry: Any, instrument_with: Any
@@ -315,11 +262,11 @@ async def test_content_capture_chat_with_tools(
     result = await complete(mode, client, model=CHAT_MODEL, messages=MESSAGES, tools=TOOLS)
     assert result.choices[0].finish_reason == "tool_calls"
     span = telemetry.span()
-    assert _content(span, semconv.INPUT_MESSAGES) == [
+    assert captured(span, semconv.INPUT_MESSAGES) == [
         {"role": "system", "parts": [{"type": "text", "content": "You answer briefly."}]},
         {"role": "user", "parts": [{"type": "text", "content": MESSAGES[1]["content"]}]},
     ]
-    assert _content(span, semconv.TOOL_DEFINITIONS) == [
+    assert captured(span, semconv.TOOL_DEFINITIONS) == [
         {
             "type": "function",
             "name": "lookup_weather",
@@ -327,7 +274,7 @@ async def test_content_capture_chat_with_tools(
             "parameters": TOOLS[0]["function"]["parameters"],
         }
     ]
-    assert _content(span, semconv.OUTPUT_MESSAGES) == [
+    assert captured(span, semconv.OUTPUT_MESSAGES) == [
         {
             "role": "assistant",
             "parts": [{"type": "tool_call", "id": "call_1", "name": "lookup_weather", "arguments": {"city": "Paris"}}],
@@ -341,14 +288,14 @@ async def test_content_capture_stream(mode: str, client: Mistral, telemetry: Any
     instrument_with(MistralInstrumentor, **CAPTURE)
     await stream(mode, client, model=CHAT_MODEL, messages=MESSAGES)
     span = telemetry.span()
-    assert _content(span, semconv.OUTPUT_MESSAGES) == [
+    assert captured(span, semconv.OUTPUT_MESSAGES) == [
         {
             "role": "assistant",
             "parts": [{"type": "text", "content": chat_compatible.reply_text(MESSAGES)}],
             "finish_reason": "stop",
         }
     ]
-    assert len(_content(span, semconv.INPUT_MESSAGES)) == 2
+    assert len(captured(span, semconv.INPUT_MESSAGES)) == 2
 
 
 async def test_content_capture_of_sdk_models_and_tool_results(
@@ -371,7 +318,7 @@ async def test_content_capture_of_sdk_models_and_tool_results(
         models.ToolMessage(content="sunny", tool_call_id="call_9"),
     ]
     client.chat.complete(model=CHAT_MODEL, messages=messages)
-    assert _content(telemetry.span(), semconv.INPUT_MESSAGES) == [
+    assert captured(telemetry.span(), semconv.INPUT_MESSAGES) == [
         {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]},
         {
             "role": "assistant",
@@ -423,7 +370,7 @@ async def test_content_capture_stream_tool_call(
     events = await stream(mode, client, model=CHAT_MODEL, messages=MESSAGES, tools=TOOLS)
     assert events[-1].data.choices[0].finish_reason == "tool_calls"
     span = telemetry.span()
-    assert _content(span, semconv.OUTPUT_MESSAGES) == [
+    assert captured(span, semconv.OUTPUT_MESSAGES) == [
         {
             "role": "assistant",
             "parts": [{"type": "tool_call", "id": "call_1", "name": "lookup_weather", "arguments": {"city": "Paris"}}],

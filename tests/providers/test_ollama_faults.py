@@ -1,4 +1,4 @@
-"""Nothing of ours may change what an Ollama application sees.
+"""Nothing of ours may change what an Ollama application sees (see ``fault_contract``).
 
 Each case makes one tokentrace hook raise, then runs a workload against the local Ollama server twice:
 successfully, and failing in the SDK (``error-429``). Results and exceptions must equal an
@@ -8,42 +8,26 @@ the fault allows it.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ollama
 import pytest
-from opentelemetry.trace import StatusCode
 
-import tokentrace
+from tests.providers import fault_contract as contract
+from tests.providers.fault_contract import CAPTURE, DESCRIBE, PER_CHUNK, READING, Fault, boom, on
 from tests.providers.generator_streams import fingerprint
 from tests.providers.servers.ollama import OllamaServer
-from tokentrace.core import pricing, semconv
 from tokentrace.core.call import GenAICall
-from tokentrace.core.recorder import Recorder
-from tokentrace.core.safety import internal_errors
 from tokentrace.instrumentation.ollama import OllamaInstrumentor, _patch, _requests, _responses
-from tokentrace.instrumentation.openai import _content
 
 MODEL = "llama3.2"
 FAILING = "error-429"
 MESSAGES = [{"role": "user", "content": "Contain the fault chunks=3"}]
-CAPTURE = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
-PER_CHUNK = -1
-AT_LEAST_ONCE = 0
 
 
-class InjectedFault(RuntimeError):
-    pass
-
-
-def boom(*args: Any, **kwargs: Any) -> Any:
-    raise InjectedFault("injected into a tokentrace hook")
-
-
-def run_sync(client: Any, workload: str, model: str) -> Any:
+def run_sync(client: Any, workload: str, failing: bool) -> Any:
+    model = FAILING if failing else MODEL
     if workload == "chat":
         return fingerprint(client.chat(model, MESSAGES))
     if workload == "chat_stream":
@@ -53,7 +37,8 @@ def run_sync(client: Any, workload: str, model: str) -> Any:
     return fingerprint(client.embed(model, ["a b"]))
 
 
-async def run_async(client: Any, workload: str, model: str) -> Any:
+async def run_async(client: Any, workload: str, failing: bool) -> Any:
+    model = FAILING if failing else MODEL
     if workload == "chat":
         return fingerprint(await client.chat(model, MESSAGES))
     if workload == "chat_stream":
@@ -63,20 +48,13 @@ async def run_async(client: Any, workload: str, model: str) -> Any:
     return fingerprint(await client.embed(model, ["a b"]))
 
 
-@dataclass(frozen=True)
-class Fault:
-    id: str
-    inject: Callable[[pytest.MonkeyPatch], None]
-    workload: str
-    counted: dict[str, int]
-    counted_on_error: dict[str, int]
-    spans: int = 1
-    error_status: bool = True
-    env: dict[str, str] = field(default_factory=dict)
-
-
-def _on(owner: Any, name: str) -> Callable[[pytest.MonkeyPatch], None]:
-    return lambda mp: mp.setattr(owner, name, boom)
+HARNESS = contract.FaultHarness(
+    instrumentors=(OllamaInstrumentor,),
+    run=run_sync,
+    arun=run_async,
+    error=ollama.ResponseError,
+    error_type="ollama.ResponseError",
+)
 
 
 def _apply(method: str) -> Callable[[pytest.MonkeyPatch], None]:
@@ -84,146 +62,44 @@ def _apply(method: str) -> Callable[[pytest.MonkeyPatch], None]:
     return lambda mp: mp.setitem(_patch._APPLY, method, boom)
 
 
-DESCRIBE = {"describing the request": 1}
-READ = {"reading the response": 1}
-
 FAULTS = [
-    Fault("describe", _on(_requests, "describe"), "chat", DESCRIBE, DESCRIBE, spans=0),
-    Fault("describe-stream", _on(_requests, "describe"), "chat_stream", DESCRIBE, DESCRIBE, spans=0),
-    Fault("endpoint", _on(_requests, "endpoint"), "embed", DESCRIBE, DESCRIBE, spans=0),
-    Fault("apply_chat", _apply("chat"), "chat", READ, {}),
-    Fault("apply_embed", _apply("embed"), "embed", READ, {}),
-    Fault("apply_final", _on(_responses, "apply_final"), "chat", READ, {}),
-    Fault("apply_final-stream", _on(_responses, "apply_final"), "generate_stream", {"reading a stream chunk": 1}, {}),
+    Fault("describe", on(_requests, "describe"), "chat", DESCRIBE, DESCRIBE, 0, 0),
+    Fault("describe-stream", on(_requests, "describe"), "chat_stream", DESCRIBE, DESCRIBE, 0, 0),
+    Fault("endpoint", on(_requests, "endpoint"), "embed", DESCRIBE, DESCRIBE, 0, 0),
+    Fault("apply_chat", _apply("chat"), "chat", READING, {}),
+    Fault("apply_embed", _apply("embed"), "embed", READING, {}),
+    Fault("apply_final", on(_responses, "apply_final"), "chat", READING, {}),
+    Fault("apply_final-stream", on(_responses, "apply_final"), "generate_stream", {"reading a stream chunk": 1}, {}),
     Fault(
         "observe_chat_part",
-        _on(_responses, "observe_chat_part"),
+        on(_responses, "observe_chat_part"),
         "chat_stream",
         {"reading a stream chunk": PER_CHUNK},
         {},
     ),
-    Fault("part_observer", _on(_responses, "part_observer"), "chat_stream", READ, READ, error_status=False),
-    Fault("mark_chunk", _on(GenAICall, "mark_chunk"), "generate_stream", {"reading a stream chunk": PER_CHUNK}, {}),
-    Fault("price", _on(pricing.PriceBook, "cost"), "chat", {"pricing": 1}, {"pricing": 1}),
-    Fault("price-stream", _on(pricing.PriceBook, "cost"), "chat_stream", {"pricing": 1}, {"pricing": 1}),
-    Fault(
-        "content",
-        _on(_content, "chat_input_messages"),
-        "chat",
-        {"capturing content": 1},
-        {"capturing content": 1},
-        env=CAPTURE,
-    ),
+    Fault("part_observer", on(_responses, "part_observer"), "chat_stream", READING, READING, error_status=False),
+    Fault("mark_chunk", on(GenAICall, "mark_chunk"), "generate_stream", {"reading a stream chunk": PER_CHUNK}, {}),
     Fault(
         "output_message-stream",
-        _on(_responses, "output_message"),
+        on(_responses, "output_message"),
         "chat_stream",
         {"finishing stream accumulation": 1},
         {"finishing stream accumulation": 1},
         env=CAPTURE,
     ),
-    Fault(
-        "record_metrics", _on(Recorder, "_record_metrics"), "chat", {"recording metrics": 1}, {"recording metrics": 1}
-    ),
-    Fault(
-        "finish-stream",
-        _on(Recorder, "finish"),
-        "chat_stream",
-        {"ending a stream": AT_LEAST_ONCE},
-        {"ending a stream": AT_LEAST_ONCE},
-        spans=0,
-    ),
+    *contract.recorder_faults("chat", "chat_stream"),
 ]
 
 
-def _delta(before: Counter[str]) -> Counter[str]:
-    assert tokentrace.flush()
-    return Counter({k: v - before.get(k, 0) for k, v in internal_errors.items() if v != before.get(k, 0)})
-
-
-def _check_counted(delta: Counter[str], expected: dict[str, int], chunks: int) -> None:
-    assert set(delta) == set(expected), dict(delta)
-    for where, count in expected.items():
-        if count == PER_CHUNK:
-            assert delta[where] == chunks > 0
-        elif count == AT_LEAST_ONCE:
-            assert delta[where] >= 1
-        else:
-            assert delta[where] == count, dict(delta)
-
-
-def _check_same_error(error: BaseException, baseline: BaseException) -> None:
-    assert type(error) is type(baseline) is ollama.ResponseError
-    assert str(error) == str(baseline)
-    assert error.status_code == baseline.status_code == 429  # type: ignore[attr-defined]
-    assert type(error.__context__) is type(baseline.__context__)
-
-
-def _check_spans(telemetry: Any, fault: Fault, failing: bool) -> None:
-    spans = telemetry.spans()
-    assert len(spans) == fault.spans, [s.name for s in spans]
-    if spans:
-        span = spans[0]
-        if failing and fault.error_status:
-            assert span.status.status_code is StatusCode.ERROR
-            assert span.attributes[semconv.ERROR_TYPE] == "ollama.ResponseError"
-        else:
-            assert span.status.status_code is StatusCode.UNSET
-
-
 @pytest.fixture(scope="module")
-def server() -> Any:
+def server() -> Iterator[OllamaServer]:
     with OllamaServer() as s:
         yield s
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
-def test_sync_fault_is_contained(
-    fault: Fault, server: Any, telemetry: Any, instrument_with: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = ollama.Client(host=server.base_url)
-    expected = run_sync(client, fault.workload, MODEL)
-    with pytest.raises(ollama.ResponseError) as expected_error:
-        run_sync(client, fault.workload, FAILING)
-    chunks = len(expected) if isinstance(expected, list) else 0
-
-    fault.inject(monkeypatch)
-    instrument_with(OllamaInstrumentor, **fault.env)
-    before = Counter(internal_errors)
-    assert run_sync(client, fault.workload, MODEL) == expected
-    _check_counted(_delta(before), fault.counted, chunks)
-    _check_spans(telemetry, fault, failing=False)
-
-    telemetry.exporter.clear()
-    before = Counter(internal_errors)
-    with pytest.raises(ollama.ResponseError) as error:
-        run_sync(client, fault.workload, FAILING)
-    _check_same_error(error.value, expected_error.value)
-    _check_counted(_delta(before), fault.counted_on_error, chunks)
-    _check_spans(telemetry, fault, failing=True)
-
-
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
-async def test_async_fault_is_contained(
-    fault: Fault, server: Any, telemetry: Any, instrument_with: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = ollama.AsyncClient(host=server.base_url)
-    expected = await run_async(client, fault.workload, MODEL)
-    with pytest.raises(ollama.ResponseError) as expected_error:
-        await run_async(client, fault.workload, FAILING)
-    chunks = len(expected) if isinstance(expected, list) else 0
-
-    fault.inject(monkeypatch)
-    instrument_with(OllamaInstrumentor, **fault.env)
-    before = Counter(internal_errors)
-    assert await run_async(client, fault.workload, MODEL) == expected
-    _check_counted(_delta(before), fault.counted, chunks)
-    _check_spans(telemetry, fault, failing=False)
-
-    telemetry.exporter.clear()
-    before = Counter(internal_errors)
-    with pytest.raises(ollama.ResponseError) as error:
-        await run_async(client, fault.workload, FAILING)
-    _check_same_error(error.value, expected_error.value)
-    _check_counted(_delta(before), fault.counted_on_error, chunks)
-    _check_spans(telemetry, fault, failing=True)
+test_sync_fault_is_contained, test_async_fault_is_contained = contract.fault_tests(
+    HARNESS,
+    FAULTS,
+    lambda server: ollama.Client(host=server.base_url),
+    lambda server: ollama.AsyncClient(host=server.base_url),
+)

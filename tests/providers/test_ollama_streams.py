@@ -4,20 +4,14 @@ what it would untraced."""
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 import httpx
 import ollama
-import pytest
 
 from tests.providers.generator_streams import (
-    ASYNC_EXITS,
-    SYNC_EXITS,
     Opener,
-    count_span_ends,
-    run_async_case,
-    run_sync_case,
+    contract_tests,
 )
 from tests.providers.servers.ollama import OllamaServer
 from tokentrace.instrumentation.ollama import OllamaInstrumentor
@@ -54,49 +48,6 @@ def _opener(method: str, operation: str) -> Opener:
 OPENERS = [_opener("chat", "chat"), _opener("generate", "text_completion")]
 
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    with OllamaServer() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def slow_server() -> Any:
-    with OllamaServer(chunk_delay=0.25) as s:
-        yield s
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _quick_collections() -> Any:
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
-
-
-@pytest.fixture
-def span_ends(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    return count_span_ends(monkeypatch)
-
-
-@pytest.mark.parametrize("opener", OPENERS, ids=[o.id for o in OPENERS])
-@pytest.mark.parametrize("exit_path", SYNC_EXITS)
-def test_sync_stream_contract(
-    opener: Opener, exit_path: str, server: Any, telemetry: Any, instrument_with: Any, span_ends: list[Any]
-) -> None:
-    run_sync_case(opener, exit_path, server, telemetry, lambda: instrument_with(OllamaInstrumentor), span_ends)
-
-
-@pytest.mark.parametrize("opener", OPENERS, ids=[o.id for o in OPENERS])
-@pytest.mark.parametrize("exit_path", ASYNC_EXITS)
-async def test_async_stream_contract(
-    opener: Opener,
-    exit_path: str,
-    server: Any,
-    slow_server: Any,
-    telemetry: Any,
-    instrument_with: Any,
-    span_ends: list[Any],
-) -> None:
-    chosen = slow_server if exit_path == "cancel" else server
-    await run_async_case(opener, exit_path, chosen, telemetry, lambda: instrument_with(OllamaInstrumentor), span_ends)
+server, slow_server, quick_collections, test_sync_stream_contract, test_async_stream_contract = contract_tests(
+    OPENERS, OllamaInstrumentor, OllamaServer
+)

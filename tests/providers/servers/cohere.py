@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.providers.servers.faults import COHERE, Faults, send_health_headers, serve_fault
+from tests.providers.servers.faults import COHERE, Faults, send_health_headers
+from tests.providers.servers.local import LocalServer, QuietHandler
 
 _CHUNKS = re.compile(r"chunks=(\d+)")
 DEFAULT_CHUNKS = 3
@@ -80,16 +79,8 @@ def usage_for(model: str, billed_input: int, output: int) -> dict[str, Any] | No
 _TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms ACK waits
+class _Handler(QuietHandler):
     server: CohereServer
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        return "Thu, 01 Jan 2026 00:00:00 GMT"  # a fixed Date header: error messages quote the headers
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -101,14 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self) -> None:  # http.server calls it by this name
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
-        self.server.requests.append((self.path, body))
-        number, fault = self.server.faults.take()
-        if fault is not None:
-            serve_fault(self, self.server.faults, number, fault)
+        body = self.take_request()
+        if body is None:  # a provider-health fault was served
             return
-        self._number = number
         model = str(body.get("model", ""))
         if model.startswith("error-"):
             status = int(model.split("-", 1)[1])
@@ -233,31 +219,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-class CohereServer(ThreadingHTTPServer):
-    """``with CohereServer() as server:`` serves on 127.0.0.1 at :attr:`base_url` until the block ends."""
-
-    daemon_threads = True
+class CohereServer(LocalServer):
+    """Cohere's v2 REST API on 127.0.0.1 (see :class:`LocalServer`); health faults and Cohere's quota headers."""
 
     def __init__(self, chunk_delay: float = 0.0) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.chunk_delay = chunk_delay
-        self.faults = Faults(COHERE)  # provider-health faults and headers (servers/faults.py)
-        self.requests: list[tuple[str, dict[str, Any]]] = []
-        self.counter = 0
-        self.lock = threading.Lock()
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> CohereServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__init__(_Handler, Faults(COHERE), chunk_delay)
 
 
 def client_for(base_url: str, *, asynchronous: bool = False) -> Any:
