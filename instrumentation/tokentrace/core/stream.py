@@ -6,6 +6,10 @@ iteration, context management, ``close``/``aclose`` and finalisation are interce
 module supplies two small callables: ``observe`` (per chunk: cheap field reads only) and,
 optionally, ``hide`` (drop a chunk the application did not ask for, such as the usage-only chunk
 of an injected ``include_usage``).
+
+A stream that lacks some of the intercepted methods (a generator has no ``with``; LiteLLM's
+``CustomStreamWrapper`` iterates both ways but has no ``close()``) is proxied by a subclass that
+declares those with :class:`IfWrappedHas`, so the proxy adds no method the SDK object lacks.
 """
 
 from __future__ import annotations
@@ -104,9 +108,24 @@ class _StreamState:
         except Exception:
             report("ending a stream")
 
+    def end_by(self, error: BaseException) -> None:
+        """End the call as what the wrapped stream's ``next()`` raised ends it: exhaustion as
+        ``completed``, cancellation as ``cancelled``, anything else as ``error``. Only on the way out,
+        so the per-chunk path pays nothing for it."""
+        if isinstance(error, (StopIteration, StopAsyncIteration)):
+            self.end(None, END_COMPLETED)
+        elif isinstance(error, asyncio.CancelledError):
+            self.end(None, END_CANCELLED)
+        else:
+            self.end(error, END_ERROR)
 
-class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
-    """A synchronous SDK stream, traced."""
+
+class _TracedProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """What the sync and async proxies share: the state, ending on request, ending on GC.
+
+    Only construction and finalisation live here; the per-chunk methods stay on each proxy, one
+    frame deep, because they are the hot path.
+    """
 
     def __init__(
         self,
@@ -119,6 +138,20 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
         super().__init__(wrapped)
         self._self_state = _StreamState(call, recorder, observe, hide)
 
+    def tokentrace_end(self, reason: str = END_CLOSED) -> None:
+        """Let a helper stream that closes the HTTP response directly end the call."""
+        self._self_state.end(None, reason)
+
+    def __del__(self) -> None:
+        try:
+            self._self_state.end(None, END_ABANDONED)
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+class TracedStream(_TracedProxy):
+    """A synchronous SDK stream, traced."""
+
     def __iter__(self) -> TracedStream:
         return self
 
@@ -127,11 +160,8 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
         while True:
             try:
                 chunk = self.__wrapped__.__next__() if state.pending is None else state.pull(self.__wrapped__.__next__)
-            except StopIteration:
-                state.end(None, END_COMPLETED)
-                raise
             except BaseException as error:
-                state.end(error, END_ERROR)
+                state.end_by(error)
                 raise
             if not state.on_chunk(chunk):
                 return chunk
@@ -152,30 +182,9 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
         finally:
             self._self_state.end(None, END_CLOSED)
 
-    def tokentrace_end(self, reason: str = END_CLOSED) -> None:
-        """Let a helper stream that closes the HTTP response directly end the call."""
-        self._self_state.end(None, reason)
 
-    def __del__(self) -> None:
-        try:
-            self._self_state.end(None, END_ABANDONED)
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
-
-class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
+class TracedAsyncStream(_TracedProxy):
     """An asynchronous SDK stream, traced; cancellation ends the call as ``cancelled``."""
-
-    def __init__(
-        self,
-        wrapped: Any,
-        call: GenAICall,
-        recorder: Recorder,
-        observe: ChunkObserver,
-        hide: ChunkFilter | None = None,
-    ) -> None:
-        super().__init__(wrapped)
-        self._self_state = _StreamState(call, recorder, observe, hide)
 
     def __aiter__(self) -> TracedAsyncStream:
         return self
@@ -188,14 +197,8 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
                     chunk = await self.__wrapped__.__anext__()
                 else:
                     chunk = await state.apull(self.__wrapped__.__anext__)
-            except StopAsyncIteration:
-                state.end(None, END_COMPLETED)
-                raise
-            except asyncio.CancelledError:
-                state.end(None, END_CANCELLED)
-                raise
             except BaseException as error:
-                state.end(error, END_ERROR)
+                state.end_by(error)
                 raise
             if not state.on_chunk(chunk):
                 return chunk
@@ -231,12 +234,25 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
         return aclose
 
-    def tokentrace_end(self, reason: str = END_CLOSED) -> None:
-        """Let a helper stream that closes the HTTP response directly end the call."""
-        self._self_state.end(None, reason)
 
-    def __del__(self) -> None:
-        try:
-            self._self_state.end(None, END_ABANDONED)
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
+class IfWrappedHas:
+    """A proxy method that exists only where the wrapped stream has a method of that name.
+
+    wrapt's proxy and the proxies above define ``close``, ``__enter__``/``__exit__`` and
+    ``__aenter__``/``__aexit__``; a stream that lacks some (a generator, LiteLLM's
+    ``CustomStreamWrapper``) would otherwise gain them when traced, and ``hasattr(stream,
+    "__enter__")`` would differ traced and untraced. Declared on a subclass as
+    ``close = IfWrappedHas("close", TracedStream.close)``: where the wrapped stream has the method,
+    ``implementation`` (the traced one) is used, or with none the wrapped stream's own method;
+    where it has not, the lookup raises the wrapped object's own AttributeError.
+    """
+
+    def __init__(self, name: str, implementation: Any = None) -> None:
+        self.name = name
+        self.implementation = implementation
+
+    def __get__(self, proxy: Any, owner: Any = None) -> Any:
+        if proxy is None:
+            return self
+        target = getattr(proxy.__wrapped__, self.name)  # the SDK object's own AttributeError
+        return self.implementation.__get__(proxy, owner) if self.implementation is not None else target

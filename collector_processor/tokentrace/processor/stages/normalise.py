@@ -159,85 +159,122 @@ OI_PROMPTS_PREFIX = "llm.prompts."
 
 # ---- tables ----------------------------------------------------------------------------------
 
-# foreign name -> (current name, dialect). Targets resolved per build for the versioned names.
+# Foreign name -> current name, by dialect. Filled in this order, so where two foreign names have
+# the same current name the first present wins. The cache-creation target is resolved per build
+# (its name is versioned).
 _CACHE_CREATION = "<cache_creation>"
-_RENAMES: dict[str, tuple[str, str]] = {
-    LEGACY_PROMPT_TOKENS: (semconv.USAGE_INPUT_TOKENS, SEMCONV_LEGACY),
-    LEGACY_COMPLETION_TOKENS: (semconv.USAGE_OUTPUT_TOKENS, SEMCONV_LEGACY),
-    LEGACY_OPENAI_REQUEST_SERVICE_TIER: (semconv.OPENAI_REQUEST_SERVICE_TIER, SEMCONV_LEGACY),
-    LEGACY_OPENAI_RESPONSE_SERVICE_TIER: (semconv.OPENAI_RESPONSE_SERVICE_TIER, SEMCONV_LEGACY),
-    LEGACY_OPENAI_SYSTEM_FINGERPRINT: (semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT, SEMCONV_LEGACY),
-    LEGACY_OPENAI_REQUEST_SEED: (semconv.REQUEST_SEED, SEMCONV_LEGACY),
-    OLL_CACHE_READ: (semconv.USAGE_CACHE_READ_INPUT_TOKENS, OPENLLMETRY),
-    OLL_CACHE_CREATION: (_CACHE_CREATION, OPENLLMETRY),
-    OLL_REASONING_TOKENS: (semconv.USAGE_REASONING_OUTPUT_TOKENS, OPENLLMETRY),
-    OLL_LLM_REASONING_TOKENS: (semconv.USAGE_REASONING_OUTPUT_TOKENS, OPENLLMETRY),
-    OLL_IS_STREAMING: (semconv.REQUEST_STREAM, OPENLLMETRY),
-    OLL_LLM_IS_STREAMING: (semconv.REQUEST_STREAM, OPENLLMETRY),
-    OLL_SYSTEM_FINGERPRINT: (semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT, OPENLLMETRY),
-    OLL_FREQUENCY_PENALTY: (semconv.REQUEST_FREQUENCY_PENALTY, OPENLLMETRY),
-    OLL_PRESENCE_PENALTY: (semconv.REQUEST_PRESENCE_PENALTY, OPENLLMETRY),
-    OLL_TOP_K: (semconv.REQUEST_TOP_K, OPENLLMETRY),
-    OLL_MAX_COMPLETION_TOKENS: (semconv.REQUEST_MAX_TOKENS, OPENLLMETRY),
-    OLL_REQUEST_N: (semconv.REQUEST_CHOICE_COUNT, OPENLLMETRY),
-    OPENLIT_CACHE_READ: (semconv.USAGE_CACHE_READ_INPUT_TOKENS, OPENLIT),
-    OPENLIT_CACHE_WRITE: (_CACHE_CREATION, OPENLIT),
-    OPENLIT_REASONING: (semconv.USAGE_REASONING_OUTPUT_TOKENS, OPENLIT),
-    OI_PROMPT_TOKENS: (semconv.USAGE_INPUT_TOKENS, OPENINFERENCE),
-    OI_COMPLETION_TOKENS: (semconv.USAGE_OUTPUT_TOKENS, OPENINFERENCE),
-    OI_CACHE_READ: (semconv.USAGE_CACHE_READ_INPUT_TOKENS, OPENINFERENCE),
-    OI_CACHE_WRITE: (_CACHE_CREATION, OPENINFERENCE),
-    OI_REASONING: (semconv.USAGE_REASONING_OUTPUT_TOKENS, OPENINFERENCE),
+_RENAMES_BY_DIALECT: dict[str, dict[str, str]] = {
+    SEMCONV_LEGACY: {
+        LEGACY_PROMPT_TOKENS: semconv.USAGE_INPUT_TOKENS,
+        LEGACY_COMPLETION_TOKENS: semconv.USAGE_OUTPUT_TOKENS,
+        LEGACY_OPENAI_REQUEST_SERVICE_TIER: semconv.OPENAI_REQUEST_SERVICE_TIER,
+        LEGACY_OPENAI_RESPONSE_SERVICE_TIER: semconv.OPENAI_RESPONSE_SERVICE_TIER,
+        LEGACY_OPENAI_SYSTEM_FINGERPRINT: semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT,
+        LEGACY_OPENAI_REQUEST_SEED: semconv.REQUEST_SEED,
+    },
+    OPENLLMETRY: {
+        OLL_CACHE_READ: semconv.USAGE_CACHE_READ_INPUT_TOKENS,
+        OLL_CACHE_CREATION: _CACHE_CREATION,
+        OLL_REASONING_TOKENS: semconv.USAGE_REASONING_OUTPUT_TOKENS,
+        OLL_LLM_REASONING_TOKENS: semconv.USAGE_REASONING_OUTPUT_TOKENS,
+        OLL_IS_STREAMING: semconv.REQUEST_STREAM,
+        OLL_LLM_IS_STREAMING: semconv.REQUEST_STREAM,
+        OLL_SYSTEM_FINGERPRINT: semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT,
+        OLL_FREQUENCY_PENALTY: semconv.REQUEST_FREQUENCY_PENALTY,
+        OLL_PRESENCE_PENALTY: semconv.REQUEST_PRESENCE_PENALTY,
+        OLL_TOP_K: semconv.REQUEST_TOP_K,
+        OLL_MAX_COMPLETION_TOKENS: semconv.REQUEST_MAX_TOKENS,
+        OLL_REQUEST_N: semconv.REQUEST_CHOICE_COUNT,
+    },
+    OPENLIT: {
+        OPENLIT_CACHE_READ: semconv.USAGE_CACHE_READ_INPUT_TOKENS,
+        OPENLIT_CACHE_WRITE: _CACHE_CREATION,
+        OPENLIT_REASONING: semconv.USAGE_REASONING_OUTPUT_TOKENS,
+    },
+    OPENINFERENCE: {
+        OI_PROMPT_TOKENS: semconv.USAGE_INPUT_TOKENS,
+        OI_COMPLETION_TOKENS: semconv.USAGE_OUTPUT_TOKENS,
+        OI_CACHE_READ: semconv.USAGE_CACHE_READ_INPUT_TOKENS,
+        OI_CACHE_WRITE: _CACHE_CREATION,
+        OI_REASONING: semconv.USAGE_REASONING_OUTPUT_TOKENS,
+    },
 }
 
-# Keys handled by code rather than the rename table (value conversion or several sources).
-_SPECIAL: dict[str, str] = {
-    SYSTEM: SEMCONV_LEGACY,
-    LEGACY_OPENAI_RESPONSE_FORMAT: SEMCONV_LEGACY,
-    OLL_REQUEST_TYPE: OPENLLMETRY,
-    OLL_TOTAL_TOKENS: OPENLLMETRY,
-    OLL_STOP_SEQUENCES: OPENLLMETRY,
-    OLL_FINISH_REASON: OPENLLMETRY,
-    OLL_LLM_FINISH_REASON: OPENLLMETRY,
-    OLL_API_BASE: OPENLLMETRY,
-    TOTAL_TOKENS: OPENLLMETRY,
-    OPENLIT_COST: OPENLIT,
-    OPENLIT_TTFT: OPENLIT,
-    OPENLIT_TBT: OPENLIT,
-    OPENLIT_TOTAL_TOKENS: OPENLIT,
-    OPENLIT_SDK_VERSION: OPENLIT,
-    OPENLIT_APPLICATION_NAME: OPENLIT,
-    OPENLIT_ENVIRONMENT: OPENLIT,
-    OPENLIT_ENDPOINT: OPENLIT,
-    OI_SPAN_KIND: OPENINFERENCE,
-    OI_MODEL_NAME: OPENINFERENCE,
-    OI_EMBEDDING_MODEL_NAME: OPENINFERENCE,
-    OI_PROVIDER: OPENINFERENCE,
-    OI_SYSTEM: OPENINFERENCE,
-    OI_INVOCATION_PARAMETERS: OPENINFERENCE,
-    OI_EMBEDDING_INVOCATION_PARAMETERS: OPENINFERENCE,
-    OI_TOTAL_TOKENS: OPENINFERENCE,
-    OI_FINISH_REASON: OPENINFERENCE,
+# Foreign names handled by code rather than the rename table (value conversion or several sources).
+_SPECIAL_BY_DIALECT: dict[str, tuple[str, ...]] = {
+    SEMCONV_LEGACY: (SYSTEM, LEGACY_OPENAI_RESPONSE_FORMAT),
+    OPENLLMETRY: (
+        OLL_REQUEST_TYPE,
+        OLL_TOTAL_TOKENS,
+        OLL_STOP_SEQUENCES,
+        OLL_FINISH_REASON,
+        OLL_LLM_FINISH_REASON,
+        OLL_API_BASE,
+        TOTAL_TOKENS,
+    ),
+    OPENLIT: (
+        OPENLIT_COST,
+        OPENLIT_TTFT,
+        OPENLIT_TBT,
+        OPENLIT_TOTAL_TOKENS,
+        OPENLIT_SDK_VERSION,
+        OPENLIT_APPLICATION_NAME,
+        OPENLIT_ENVIRONMENT,
+        OPENLIT_ENDPOINT,
+    ),
+    OPENINFERENCE: (
+        OI_SPAN_KIND,
+        OI_MODEL_NAME,
+        OI_EMBEDDING_MODEL_NAME,
+        OI_PROVIDER,
+        OI_SYSTEM,
+        OI_INVOCATION_PARAMETERS,
+        OI_EMBEDDING_INVOCATION_PARAMETERS,
+        OI_TOTAL_TOKENS,
+        OI_FINISH_REASON,
+    ),
 }
 
 # Indexed families start at 0, so their first keys are enough to trigger the slow path.
+_INDEXED_TRIGGERS_BY_DIALECT: dict[str, tuple[str, ...]] = {
+    OPENLLMETRY: (
+        "gen_ai.prompt.0.role",
+        "gen_ai.prompt.0.content",
+        "gen_ai.completion.0.role",
+        "gen_ai.completion.0.content",
+        "gen_ai.completion.0.finish_reason",
+    ),
+    OPENINFERENCE: (
+        "llm.input_messages.0.message.role",
+        "llm.input_messages.0.message.content",
+        "llm.output_messages.0.message.role",
+        "llm.output_messages.0.message.content",
+        "llm.prompts.0.prompt.text",
+    ),
+}
+
+# The same tables by foreign name: name -> (current name, dialect) / name -> dialect.
+_RENAMES: dict[str, tuple[str, str]] = {
+    foreign: (target, dialect)
+    for dialect, renames in _RENAMES_BY_DIALECT.items()
+    for foreign, target in renames.items()
+}
+_SPECIAL: dict[str, str] = {key: dialect for dialect, keys in _SPECIAL_BY_DIALECT.items() for key in keys}
 _INDEXED_TRIGGERS: dict[str, str] = {
-    "gen_ai.prompt.0.role": OPENLLMETRY,
-    "gen_ai.prompt.0.content": OPENLLMETRY,
-    "gen_ai.completion.0.role": OPENLLMETRY,
-    "gen_ai.completion.0.content": OPENLLMETRY,
-    "gen_ai.completion.0.finish_reason": OPENLLMETRY,
-    "llm.input_messages.0.message.role": OPENINFERENCE,
-    "llm.input_messages.0.message.content": OPENINFERENCE,
-    "llm.output_messages.0.message.role": OPENINFERENCE,
-    "llm.output_messages.0.message.content": OPENINFERENCE,
-    "llm.prompts.0.prompt.text": OPENINFERENCE,
+    key: dialect for dialect, keys in _INDEXED_TRIGGERS_BY_DIALECT.items() for key in keys
 }
 
 # Foreign names kept even with drop_originals: no current equivalent (or, for gen_ai.system, still read).
-KEPT_ORIGINALS = frozenset({
-    SYSTEM, OPENLIT_TBT, OPENLIT_SDK_VERSION, OPENLIT_APPLICATION_NAME, OPENLIT_ENVIRONMENT, OPENLIT_ENDPOINT,
-})
+KEPT_ORIGINALS = frozenset(
+    {
+        SYSTEM,
+        OPENLIT_TBT,
+        OPENLIT_SDK_VERSION,
+        OPENLIT_APPLICATION_NAME,
+        OPENLIT_ENVIRONMENT,
+        OPENLIT_ENDPOINT,
+    }
+)
 
 # Every key whose presence means "this span needs a look": one set intersection on the hot path.
 TRIGGER_KEYS: frozenset[str] = frozenset(_RENAMES) | frozenset(_SPECIAL) | frozenset(_INDEXED_TRIGGERS)
@@ -651,11 +688,11 @@ def _messages(groups: list[tuple[int, dict[str, Any]]], inner: str) -> list[dict
         calls: dict[int, dict[str, Any]] = {}
         for key, value in fields_.items():
             if key.startswith(inner + "contents."):
-                index, _, rest = key[len(inner) + 9:].partition(".")
+                index, _, rest = key[len(inner) + 9 :].partition(".")
                 if index.isdigit():
                     contents.setdefault(int(index), {})[rest] = value
             elif key.startswith(inner + "tool_calls."):
-                index, _, rest = key[len(inner) + 11:].partition(".")
+                index, _, rest = key[len(inner) + 11 :].partition(".")
                 if index.isdigit():
                     calls.setdefault(int(index), {})[rest.removeprefix("tool_call.")] = value
         for _, item in sorted(contents.items()):

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokentrace.core.call import GenAICall
-from tokentrace.core.invoke import run_async, run_sync
 from tokentrace.core.recorder import Recorder
-from tokentrace.core.stream import TracedAsyncStream, TracedStream
-from tokentrace.core.wrapping import past_other_instrumentations
+from tokentrace.core.stream import IfWrappedHas, TracedAsyncStream, TracedStream
+from tokentrace.core.wrapping import MULTI_PROVIDER_INSTRUMENTATIONS, operation_wrapper
 from tokentrace.instrumentation.google_genai import _hops, _requests, _responses
 
 # Other GenAI instrumentations of these methods; when one sits inside our wrapper we call past it
@@ -28,9 +27,7 @@ _OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.google_genai",
     "opentelemetry.instrumentation.genai",
     "openinference.instrumentation.google_genai",
-    "openlit",
-    "langfuse",
-    "agentops",
+    *MULTI_PROVIDER_INSTRUMENTATIONS,
 )
 
 
@@ -42,43 +39,24 @@ class Operation:
     collect_hops: bool = False  # sum the usage of every HTTP request the method sends (see _hops)
 
 
-class _IfWrappedHas:
-    """A proxy method that exists only when the wrapped object has the method of that name.
-
-    The SDK's streams are (async) generators: no context manager, and an async generator has
-    ``aclose()`` but no ``close()``. wrapt's proxy and the core's stream proxies define those
-    methods, so without this ``hasattr(stream, "__enter__")`` would differ traced and untraced.
-    """
-
-    def __init__(self, name: str, implementation: Any = None) -> None:
-        self.name = name
-        self.implementation = implementation
-
-    def __get__(self, proxy: Any, owner: Any = None) -> Any:
-        if proxy is None:
-            return self
-        target = getattr(proxy.__wrapped__, self.name)  # the SDK object's own AttributeError
-        return self.implementation.__get__(proxy, owner) if self.implementation is not None else target
-
-
 class GeneratorStream(TracedStream):
     """The core's stream proxy over ``generate_content_stream``'s generator, adding no method."""
 
-    __enter__ = _IfWrappedHas("__enter__", TracedStream.__enter__)
-    __exit__ = _IfWrappedHas("__exit__", TracedStream.__exit__)
-    __aenter__ = _IfWrappedHas("__aenter__")
-    __aexit__ = _IfWrappedHas("__aexit__")
+    __enter__ = IfWrappedHas("__enter__", TracedStream.__enter__)
+    __exit__ = IfWrappedHas("__exit__", TracedStream.__exit__)
+    __aenter__ = IfWrappedHas("__aenter__")
+    __aexit__ = IfWrappedHas("__aexit__")
 
 
 class AsyncGeneratorStream(TracedAsyncStream):
     """The core's async stream proxy over the async generator: ``aclose()`` passes through (and ends
     the span); ``close()`` and the context-manager methods, which an async generator lacks, stay absent."""
 
-    close = _IfWrappedHas("close", TracedAsyncStream.close)
-    __aenter__ = _IfWrappedHas("__aenter__", TracedAsyncStream.__aenter__)
-    __aexit__ = _IfWrappedHas("__aexit__", TracedAsyncStream.__aexit__)
-    __enter__ = _IfWrappedHas("__enter__")
-    __exit__ = _IfWrappedHas("__exit__")
+    close = IfWrappedHas("close", TracedAsyncStream.close)
+    __aenter__ = IfWrappedHas("__aenter__", TracedAsyncStream.__aenter__)
+    __aexit__ = IfWrappedHas("__aexit__", TracedAsyncStream.__aexit__)
+    __enter__ = IfWrappedHas("__enter__")
+    __exit__ = IfWrappedHas("__exit__")
 
 
 GENERATE = Operation(_requests.describe_generate, _responses.apply_generate, collect_hops=True)
@@ -111,39 +89,29 @@ class Tracer:
         return result
 
     def sync_wrapper(self, operation: Operation) -> Callable[..., Any]:
-        def describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
-            return self.describe(operation, instance, kwargs)
+        traced = operation_wrapper(self, operation, is_async=False, others=_OTHER_INSTRUMENTATIONS)
+        if not operation.collect_hops:
+            return traced
 
-        def handle(call: GenAICall, result: Any) -> Any:
-            return self.handle(operation, call, result)
-
-        def traced_google_genai_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            wrapped = past_other_instrumentations(wrapped, _OTHER_INSTRUMENTATIONS)
-            if not operation.collect_hops:
-                return run_sync(self.recorder, describe, wrapped, instance, args, kwargs, handle)
+        def traced_collecting_hops(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             token = _hops.start()
             try:
-                return run_sync(self.recorder, describe, wrapped, instance, args, kwargs, handle)
+                return traced(wrapped, instance, args, kwargs)
             finally:
                 _hops.stop(token)
 
-        return traced_google_genai_call
+        return traced_collecting_hops
 
     def async_wrapper(self, operation: Operation) -> Callable[..., Any]:
-        def describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
-            return self.describe(operation, instance, kwargs)
+        traced = operation_wrapper(self, operation, is_async=True, others=_OTHER_INSTRUMENTATIONS)
+        if not operation.collect_hops:
+            return traced
 
-        async def handle(call: GenAICall, result: Any) -> Any:
-            return self.handle(operation, call, result)
-
-        async def traced_google_genai_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            wrapped = past_other_instrumentations(wrapped, _OTHER_INSTRUMENTATIONS)
-            if not operation.collect_hops:
-                return await run_async(self.recorder, describe, wrapped, instance, args, kwargs, handle)
+        async def traced_collecting_hops(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             token = _hops.start()
             try:
-                return await run_async(self.recorder, describe, wrapped, instance, args, kwargs, handle)
+                return await traced(wrapped, instance, args, kwargs)
             finally:
                 _hops.stop(token)
 
-        return traced_google_genai_call
+        return traced_collecting_hops

@@ -1,6 +1,6 @@
 """The wrappers put around ``litellm.completion`` / ``acompletion`` / ``embedding`` / ``aembedding``.
 
-They run through :func:`tokentrace.core.invoke.run_sync` / ``run_async`` with ``router=True``: the
+They are the core's wrappers (:mod:`tokentrace.core.wrapping`) with ``router=True``: the
 SDK calls LiteLLM makes underneath (the openai SDK for OpenAI models), when tokentrace instruments
 them too, merge their exact provider-level detail into this call rather than opening a second span.
 """
@@ -13,9 +13,8 @@ from typing import Any
 import litellm
 
 from tokentrace.core.call import GenAICall
-from tokentrace.core.invoke import run_async, run_sync
 from tokentrace.core.recorder import Recorder
-from tokentrace.core.wrapping import past_other_instrumentations
+from tokentrace.core.wrapping import MULTI_PROVIDER_INSTRUMENTATIONS, async_wrapper, sync_wrapper
 from tokentrace.instrumentation.litellm import _responses
 from tokentrace.instrumentation.litellm._stream import TracedLiteLLMStream
 
@@ -23,9 +22,7 @@ from tokentrace.instrumentation.litellm._stream import TracedLiteLLMStream
 _OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.litellm",
     "openinference.instrumentation.litellm",
-    "openlit",
-    "langfuse",
-    "agentops",
+    *MULTI_PROVIDER_INSTRUMENTATIONS,
 )
 
 # The class behind every ``stream=True`` result, as the package exports it.
@@ -59,27 +56,13 @@ class _Tracer:
         return describe_call
 
     def sync_wrapper(self, describe: Describe, apply: Apply) -> Callable[..., Any]:
-        describe_call = self._describe(describe)
-        recorder = self.recorder
-
         def handle(call: GenAICall, result: Any) -> Any:
             return self.handle(apply, call, result)
 
-        def traced_litellm_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            wrapped = past_other_instrumentations(wrapped, _OTHER_INSTRUMENTATIONS)
-            return run_sync(recorder, describe_call, wrapped, instance, args, kwargs, handle, router=True)
-
-        return traced_litellm_call
+        return sync_wrapper(self.recorder, self._describe(describe), handle, _OTHER_INSTRUMENTATIONS, router=True)
 
     def async_wrapper(self, describe: Describe, apply: Apply) -> Callable[..., Any]:
-        describe_call = self._describe(describe)
-        recorder = self.recorder
-
         async def handle(call: GenAICall, result: Any) -> Any:
             return self.handle(apply, call, result)
 
-        async def traced_litellm_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            wrapped = past_other_instrumentations(wrapped, _OTHER_INSTRUMENTATIONS)
-            return await run_async(recorder, describe_call, wrapped, instance, args, kwargs, handle, router=True)
-
-        return traced_litellm_call
+        return async_wrapper(self.recorder, self._describe(describe), handle, _OTHER_INSTRUMENTATIONS, router=True)

@@ -15,11 +15,10 @@ import openai
 import pydantic
 
 from tokentrace.core.call import GenAICall
-from tokentrace.core.invoke import run_async, run_sync
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import swallow
 from tokentrace.core.stream import TracedAsyncStream, TracedStream
-from tokentrace.core.wrapping import past_other_instrumentations
+from tokentrace.core.wrapping import MULTI_PROVIDER_INSTRUMENTATIONS, operation_wrapper
 from tokentrace.instrumentation.openai import _requests, _responses
 from tokentrace.instrumentation.openai._provider import Endpoint, EndpointCache
 from tokentrace.instrumentation.openai._raw import (
@@ -36,9 +35,7 @@ _OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.openai",
     "opentelemetry.instrumentation.genai",
     "openinference.instrumentation.openai",
-    "openlit",
-    "langfuse",
-    "agentops",
+    *MULTI_PROVIDER_INSTRUMENTATIONS,
 )
 
 
@@ -50,14 +47,13 @@ class Operation:
     usage_chunk_injectable: bool = False
 
 
-CHAT = Operation(
-    _requests.describe_chat, _responses.apply_chat_completion, _responses.chat_chunk_observer, True
-)
+CHAT = Operation(_requests.describe_chat, _responses.apply_chat_completion, _responses.chat_chunk_observer, True)
 RESPONSES = Operation(_requests.describe_responses, _responses.apply_response, _responses.responses_event_observer)
 EMBEDDINGS = Operation(_requests.describe_embeddings, _responses.apply_embeddings)
 COMPLETIONS = Operation(
     _requests.describe_completions, _responses.apply_completion, _responses.completion_chunk_observer, True
 )
+
 
 class _Tracer:
     """Shared state of every OpenAI wrapper of one instrumentor."""
@@ -95,20 +91,17 @@ class _Tracer:
         return parsed
 
     def handle(self, operation: Operation, call: GenAICall, result: Any) -> Any:
-        if isinstance(result, pydantic.BaseModel):
-            operation.apply(call, result, self.capture)
-            self.recorder.finish(call)
-            return result
-        if isinstance(result, (openai.Stream, openai.AsyncStream)):
-            return self.traced_stream(operation, call, result)
-        kind = raw_response_kind(result)
-        if kind == "legacy" and not call.stream:
-            self.on_parsed(operation, call, result.parse())  # the SDK caches it for the app's parse()
-            return result
-        if kind in ("legacy", "sync"):
-            return TracedRawResponse(result, call, self.recorder, lambda c, p: self.on_parsed(operation, c, p))
-        if kind == "async":
-            return TracedAsyncRawResponse(result, call, self.recorder, lambda c, p: self.on_parsed(operation, c, p))
+        if not isinstance(result, pydantic.BaseModel):  # a parsed result (the common case) is read below
+            if isinstance(result, (openai.Stream, openai.AsyncStream)):
+                return self.traced_stream(operation, call, result)
+            kind = raw_response_kind(result)
+            if kind == "legacy" and not call.stream:
+                self.on_parsed(operation, call, result.parse())  # the SDK caches it for the app's parse()
+                return result
+            if kind in ("legacy", "sync"):
+                return TracedRawResponse(result, call, self.recorder, lambda c, p: self.on_parsed(operation, c, p))
+            if kind == "async":
+                return TracedAsyncRawResponse(result, call, self.recorder, lambda c, p: self.on_parsed(operation, c, p))
         operation.apply(call, result, self.capture)
         self.recorder.finish(call)
         return result
@@ -116,30 +109,10 @@ class _Tracer:
     # -- wrappers ---------------------------------------------------------------------------------
 
     def sync_wrapper(self, operation: Operation) -> Callable[..., Any]:
-        def describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
-            return self.describe(operation, instance, kwargs)
-
-        def handle(call: GenAICall, result: Any) -> Any:
-            return self.handle(operation, call, result)
-
-        def traced_openai_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            wrapped = past_other_instrumentations(wrapped, _OTHER_INSTRUMENTATIONS)
-            return run_sync(self.recorder, describe, wrapped, instance, args, kwargs, handle)
-
-        return traced_openai_call
+        return operation_wrapper(self, operation, is_async=False, others=_OTHER_INSTRUMENTATIONS)
 
     def async_wrapper(self, operation: Operation) -> Callable[..., Any]:
-        def describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
-            return self.describe(operation, instance, kwargs)
-
-        async def handle(call: GenAICall, result: Any) -> Any:
-            return self.handle(operation, call, result)
-
-        async def traced_openai_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            wrapped = past_other_instrumentations(wrapped, _OTHER_INSTRUMENTATIONS)
-            return await run_async(self.recorder, describe, wrapped, instance, args, kwargs, handle)
-
-        return traced_openai_call
+        return operation_wrapper(self, operation, is_async=True, others=_OTHER_INSTRUMENTATIONS)
 
 
 def _ignore(call: GenAICall, chunk: Any) -> None:
