@@ -147,13 +147,7 @@ def _raw_pieces(rfile: Any, length: int | None, limit: int) -> Iterator[bytes]:
                 close=True,
                 code=code_pb2.RESOURCE_EXHAUSTED,
             )
-        remaining = length
-        while remaining:
-            piece = rfile.read(min(READ_SIZE, remaining))
-            if not piece:
-                raise ConnectionError("client closed the connection mid-body")
-            remaining -= len(piece)
-            yield piece
+        yield from _exactly(rfile, length)
         return
     total = 0
     while True:
@@ -178,15 +172,20 @@ def _raw_pieces(rfile: Any, length: int | None, limit: int) -> Iterator[bytes]:
             raise HttpError(
                 413, f"request body is over the limit of {limit} bytes", close=True, code=code_pb2.RESOURCE_EXHAUSTED
             )
-        remaining = size
-        while remaining:
-            piece = rfile.read(min(READ_SIZE, remaining))
-            if not piece:
-                raise ConnectionError("client closed the connection mid-body")
-            remaining -= len(piece)
-            yield piece
+        yield from _exactly(rfile, size)
         if rfile.readline(8) not in (b"\r\n", b"\n"):
             raise HttpError(400, "malformed chunked transfer coding", close=True)
+
+
+def _exactly(rfile: Any, count: int) -> Iterator[bytes]:
+    """``count`` bytes of the body in pieces of at most ``READ_SIZE``; a short read is a dropped client."""
+    remaining = count
+    while remaining:
+        piece = rfile.read(min(READ_SIZE, remaining))
+        if not piece:
+            raise ConnectionError("client closed the connection mid-body")
+        remaining -= len(piece)
+        yield piece
 
 
 def _decompressor(encoding: str, first: bytes) -> Any:

@@ -140,27 +140,23 @@ def _on_received(
     response_dict: Any = None, parsed_response: Any = None, exception: BaseException | None = None, **kwargs: Any
 ) -> None:
     """``response-received``: the attempt ended (a response, or the exception that replaced it)."""
-    call = CURRENT_CALL.get()
-    if call is None:
-        return
-    try:
-        attempts = call.attempts
-        if attempts and not attempts[-1].ended:
-            read_attempt(attempts[-1], response_dict, parsed_response, exception)
-    except Exception:
-        report("reading an HTTP attempt")
+    _end_open_attempt(response_dict, parsed_response, exception)
 
 
 def abandon(error: BaseException) -> None:
     """End the current call's open attempt with ``error`` when the call raised before
     ``response-received`` fired (a ``KeyboardInterrupt`` mid-request, another handler's failure)."""
+    _end_open_attempt(None, None, error)
+
+
+def _end_open_attempt(response_dict: Any, parsed: Any, exception: BaseException | None) -> None:
     call = CURRENT_CALL.get()
     if call is None:
         return
     try:
         attempts = call.attempts
         if attempts and not attempts[-1].ended:
-            read_attempt(attempts[-1], None, None, error)
+            read_attempt(attempts[-1], response_dict, parsed, exception)
     except Exception:
         report("reading an HTTP attempt")
 

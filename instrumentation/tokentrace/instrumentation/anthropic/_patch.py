@@ -19,7 +19,7 @@ from tokentrace.core.invoke import run_async, run_sync
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import report
 from tokentrace.core.stream import TracedAsyncStream, TracedStream
-from tokentrace.core.wrapping import past_other_instrumentations
+from tokentrace.core.wrapping import MULTI_PROVIDER_INSTRUMENTATIONS, past_other_instrumentations
 from tokentrace.instrumentation.anthropic import _legacy, _native, _requests, _responses
 
 # async ``with_raw_response`` results, whose ``parse()`` must be awaited (older SDKs: a sync legacy response)
@@ -29,9 +29,7 @@ _ASYNC_RAW: Any = getattr(anthropic, "AsyncAPIResponse", ())
 _OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.anthropic",
     "openinference.instrumentation.anthropic",
-    "openlit",
-    "langfuse",
-    "agentops",
+    *MULTI_PROVIDER_INSTRUMENTATIONS,
 )
 _STREAM_TYPES = (anthropic.Stream, anthropic.AsyncStream)
 

@@ -18,7 +18,7 @@ from tokentrace.core.call import GenAICall
 from tokentrace.core.invoke import run_sync
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.safety import report
-from tokentrace.core.wrapping import past_other_instrumentations
+from tokentrace.core.wrapping import MULTI_PROVIDER_INSTRUMENTATIONS, past_other_instrumentations
 from tokentrace.instrumentation import _botocore_http
 from tokentrace.instrumentation.bedrock import _requests, _responses
 from tokentrace.instrumentation.bedrock._stream import TracedEventStream
@@ -28,9 +28,7 @@ from tokentrace.instrumentation.bedrock._stream import TracedEventStream
 _OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.botocore",
     "openinference.instrumentation.bedrock",
-    "openlit",
-    "langfuse",
-    "agentops",
+    *MULTI_PROVIDER_INSTRUMENTATIONS,
 )
 
 

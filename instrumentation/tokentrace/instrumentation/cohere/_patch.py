@@ -14,16 +14,14 @@ from typing import Any
 from tokentrace.core.call import GenAICall
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.stream import TracedAsyncStream, TracedStream
-from tokentrace.core.wrapping import async_wrapper, sync_wrapper
+from tokentrace.core.wrapping import MULTI_PROVIDER_INSTRUMENTATIONS, async_wrapper, sync_wrapper
 from tokentrace.instrumentation.cohere import _requests, _responses
 
 # Other GenAI instrumentations of the same methods; when one sits inside ours we call past it.
 OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.cohere",
     "openinference.instrumentation",
-    "openlit",
-    "langfuse",
-    "agentops",
+    *MULTI_PROVIDER_INSTRUMENTATIONS,
 )
 
 

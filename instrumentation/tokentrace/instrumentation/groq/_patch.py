@@ -17,7 +17,7 @@ import groq
 from tokentrace.core.call import GenAICall
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.stream import TracedAsyncStream, TracedStream
-from tokentrace.core.wrapping import async_wrapper, sync_wrapper
+from tokentrace.core.wrapping import MULTI_PROVIDER_INSTRUMENTATIONS, async_wrapper, sync_wrapper
 from tokentrace.instrumentation import _chat_compat
 from tokentrace.instrumentation.groq import _requests
 
@@ -25,9 +25,7 @@ from tokentrace.instrumentation.groq import _requests
 _OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.groq",
     "openinference.instrumentation.groq",
-    "openlit",
-    "langfuse",
-    "agentops",
+    *MULTI_PROVIDER_INSTRUMENTATIONS,
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from tokentrace.core.call import GenAICall
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.stream import TracedAsyncStream, TracedStream
-from tokentrace.core.wrapping import async_wrapper, sync_wrapper
+from tokentrace.core.wrapping import MULTI_PROVIDER_INSTRUMENTATIONS, async_wrapper, sync_wrapper
 from tokentrace.instrumentation import _chat_compat
 from tokentrace.instrumentation.mistralai import _requests
 
@@ -22,9 +22,7 @@ from tokentrace.instrumentation.mistralai import _requests
 _OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.mistralai",
     "openinference.instrumentation.mistralai",
-    "openlit",
-    "langfuse",
-    "agentops",
+    *MULTI_PROVIDER_INSTRUMENTATIONS,
 )
 
 

@@ -14,15 +14,13 @@ from typing import Any
 from tokentrace.core.call import GenAICall
 from tokentrace.core.recorder import Recorder
 from tokentrace.core.stream import TracedAsyncStream, TracedStream
-from tokentrace.core.wrapping import async_wrapper, sync_wrapper
+from tokentrace.core.wrapping import MULTI_PROVIDER_INSTRUMENTATIONS, async_wrapper, sync_wrapper
 from tokentrace.instrumentation.ollama import _requests, _responses
 
 OTHER_INSTRUMENTATIONS = (
     "opentelemetry.instrumentation.ollama",
     "openinference.instrumentation",
-    "openlit",
-    "langfuse",
-    "agentops",
+    *MULTI_PROVIDER_INSTRUMENTATIONS,
 )
 
 _APPLY = {
