@@ -410,28 +410,42 @@ def test_settings_from_mapping_validate_keys_and_values():
 
 
 GATEWAY_PROCESS = textwrap.dedent("""
+    import json
     import sys
     from tests.gateway.backend import genai_request
     from tokentrace.gateway import EngineSettings, ExporterSettings, Gateway, QueueSettings
 
-    settings = EngineSettings(queue=QueueSettings(directory=sys.argv[1], fsync=sys.argv[3]),
-                              exporter=ExporterSettings(endpoint=sys.argv[2], timeout_s=0.2, initial_backoff_s=0.05),
-                              pipeline={"pipeline": []})
+    directory, endpoint, fsync, pipeline, without_roots = sys.argv[1:6]
+    settings = EngineSettings(queue=QueueSettings(directory=directory, fsync=fsync),
+                              exporter=ExporterSettings(endpoint=endpoint, timeout_s=0.2, initial_backoff_s=0.05),
+                              pipeline=json.loads(pipeline))
     gateway = Gateway(settings)
     gateway.start()
     index = 0
     while True:
-        gateway.ingest_traces(genai_request(1, 3, seed=index))
+        request = genai_request(1, 3, seed=index)
+        if without_roots == "1":
+            del request.resource_spans[0].scope_spans[0]  # the HTTP root spans
+        gateway.ingest_traces(request)
         print(f"ACK {index}", flush=True)  # what the receiver acknowledges
         index += 1
 """)
 
 
-@pytest.mark.parametrize("fsync", ["always", "interval:100"])
-def test_gateway_killed_with_sigkill_loses_no_acknowledged_span(tmp_path, fsync):
+def held_request(index: int) -> Any:
+    """A request of two chat spans whose local root never comes: the sampler holds them its whole wait."""
+    request = genai_request(1, 3, seed=index)
+    del request.resource_spans[0].scope_spans[0]
+    return request
+
+
+def acknowledged_before_sigkill(directory, fsync: str, pipeline: dict, *, without_roots: bool) -> int:
+    """Run a gateway subprocess (backend unreachable) ingesting request after request, kill -9 it after
+    40 acknowledgements; the index of the last request it acknowledged."""
     unreachable = f"127.0.0.1:{free_port()}"
+    arguments = [str(directory), unreachable, fsync, json.dumps(pipeline), "1" if without_roots else "0"]
     process = subprocess.Popen(
-        [sys.executable, "-c", GATEWAY_PROCESS, str(tmp_path), unreachable, fsync],
+        [sys.executable, "-c", GATEWAY_PROCESS, *arguments],
         stdout=subprocess.PIPE,
         text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
@@ -447,6 +461,12 @@ def test_gateway_killed_with_sigkill_loses_no_acknowledged_span(tmp_path, fsync)
         process.wait(10)
     for line in process.stdout:
         acked = int(line.split()[1])
+    return acked
+
+
+@pytest.mark.parametrize("fsync", ["always", "interval:100"])
+def test_gateway_killed_with_sigkill_loses_no_acknowledged_span(tmp_path, fsync):
+    acked = acknowledged_before_sigkill(tmp_path, fsync, {"pipeline": []}, without_roots=False)
     expected = {span.span_id for index in range(acked + 1) for span in sent_spans(genai_request(1, 3, seed=index))}
     with FakeBackend() as backend:
         gateway = make_gateway(tmp_path, backend)
@@ -457,55 +477,13 @@ def test_gateway_killed_with_sigkill_loses_no_acknowledged_span(tmp_path, fsync)
     assert len(delivered) - len(set(delivered)) == 0  # nothing was sent before the kill: no duplicates
 
 
-HOLDING_GATEWAY_PROCESS = textwrap.dedent("""
-    import sys
-    from tests.gateway.backend import genai_request
-    from tokentrace.gateway import EngineSettings, ExporterSettings, Gateway, QueueSettings
-
-    # tail sampling that decides nothing for 30 s (no local roots: the HTTP root spans are left out), so
-    # every acknowledged span is still held in memory when the process is killed
-    settings = EngineSettings(queue=QueueSettings(directory=sys.argv[1], fsync=sys.argv[3]),
-                              exporter=ExporterSettings(endpoint=sys.argv[2], timeout_s=0.2, initial_backoff_s=0.05),
-                              pipeline={"sample": {"probability": 1.0, "decision_wait_s": 30}})
-    gateway = Gateway(settings)
-    gateway.start()
-    index = 0
-    while True:
-        request = genai_request(1, 3, seed=index)
-        del request.resource_spans[0].scope_spans[0]
-        gateway.ingest_traces(request)
-        print(f"ACK {index}", flush=True)
-        index += 1
-""")
-
-
-def held_request(index: int) -> Any:
-    request = genai_request(1, 3, seed=index)
-    del request.resource_spans[0].scope_spans[0]
-    return request
-
-
 @pytest.mark.parametrize("fsync", ["always", "interval:100"])
 def test_spans_held_by_tail_sampling_survive_a_sigkill(tmp_path, fsync):
     """Acknowledged but undecided spans live in the sampler's memory; the intake journal brings them back."""
-    unreachable = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [sys.executable, "-c", HOLDING_GATEWAY_PROCESS, str(tmp_path), unreachable, fsync],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    )
-    acked = -1
-    try:
-        for line in process.stdout:
-            acked = int(line.split()[1])
-            if acked >= 40:
-                break
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
-    for line in process.stdout:
-        acked = int(line.split()[1])
+    # tail sampling that decides nothing for 30 s (no local roots), so every acknowledged span is still
+    # held in memory when the process is killed
+    holding = {"sample": {"probability": 1.0, "decision_wait_s": 30}}
+    acked = acknowledged_before_sigkill(tmp_path, fsync, holding, without_roots=True)
     expected = {span.span_id for index in range(acked + 1) for span in sent_spans(held_request(index))}
     with FakeBackend() as backend:
         gateway = make_gateway(tmp_path, backend, pipeline=KEEP_ALL)
