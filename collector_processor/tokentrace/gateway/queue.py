@@ -199,25 +199,12 @@ class PersistentQueue:
 
     def _scan(self, path: str, start: int) -> tuple[int, list[int]]:
         """(end of the last complete record, offsets of the records from ``start``)."""
-        offsets: list[int] = []
-        offset = 0
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
         except FileNotFoundError:
             return 0, []
-        size = len(data)
-        while offset + HEADER.size <= size:
-            length, crc = HEADER.unpack_from(data, offset)
-            end = offset + HEADER.size + length
-            if length > MAX_RECORD or length < BODY_HEADER.size or end > size:
-                break
-            if zlib.crc32(data[offset + HEADER.size : end]) != crc:
-                break
-            if offset >= start:
-                offsets.append(offset)
-            offset = end
-        return offset, offsets
+        return _scan_records(data, start)
 
     def _path(self, number: int) -> str:
         return os.path.join(self.directory, _segment_name(number))
@@ -422,9 +409,9 @@ class PersistentQueue:
                 if number < segment:
                     continue
                 start = offset if number == segment else 0
-                _, offsets = self._scan(self._path(number), start)
                 with open(self._path(number), "rb") as fh:
                     data = fh.read()
+                _, offsets = _scan_records(data, start)
                 for at in offsets:
                     length, _crc = HEADER.unpack_from(data, at)
                     kind, count = BODY_HEADER.unpack_from(data, at + HEADER.size)
@@ -537,3 +524,22 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _scan_records(data: bytes, start: int) -> tuple[int, list[int]]:
+    """(end of the last complete record in ``data``, offsets of the records from ``start``): a record
+    that is short or fails its CRC ends the scan (a torn tail)."""
+    offsets: list[int] = []
+    offset = 0
+    size = len(data)
+    while offset + HEADER.size <= size:
+        length, crc = HEADER.unpack_from(data, offset)
+        end = offset + HEADER.size + length
+        if length > MAX_RECORD or length < BODY_HEADER.size or end > size:
+            break
+        if zlib.crc32(data[offset + HEADER.size : end]) != crc:
+            break
+        if offset >= start:
+            offsets.append(offset)
+        offset = end
+    return offset, offsets
