@@ -318,12 +318,13 @@ class Gateway:
         fsync waits happen after it, so concurrent requests still share one fsync."""
         spans = decoded.spans
         journal = self._journal
-        journalled: Position | None = None
+        journalled: Position | None = None  # appended now (a replayed request is in the journal already)
         written: Position | None = None
         with self._pipeline_lock:
-            if journal is not None and replaying is None:
+            position = replaying
+            if journal is not None and position is None:
                 body = raw if raw is not None else request.SerializeToString()
-                journalled = journal.append(KIND_TRACES, body, count=len(spans), force=True, wait=False)
+                position = journalled = journal.append(KIND_TRACES, body, count=len(spans), force=True, wait=False)
             try:
                 passed = self.pipeline.process(spans)
             except Exception:  # a stage's bug must not lose data: pass the batch on as it is
@@ -334,10 +335,10 @@ class Gateway:
                 payload = encode_spans(passed, None if decoded.rejected else request, len(spans))
                 written = queue.append(KIND_TRACES, payload, count=len(passed), force=True, wait=False)
                 self._stats.queued += len(passed)
-            if journal is not None:
-                self._journalled.append((replaying or journalled, time.time_ns()))  # type: ignore[arg-type]
-        if journalled is not None:
-            journal.wait_durable(journalled)  # type: ignore[union-attr]
+            if position is not None:
+                self._journalled.append((position, time.time_ns()))
+        if journal is not None and journalled is not None:
+            journal.wait_durable(journalled)
         if written is not None:
             queue.wait_durable(written)
 
