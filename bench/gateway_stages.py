@@ -1,0 +1,108 @@
+"""Where the gateway's time per span goes: CPU µs per span for each step, one thread, no queue or network.
+
+    /tmp/venv/bin/python bench/gateway_stages.py                # 512-span batches, default pipeline
+    /tmp/venv/bin/python bench/gateway_stages.py --batches 200 --spans 10
+    /tmp/venv/bin/python bench/gateway_stages.py --metrics      # span metrics into an SDK MeterProvider
+    /tmp/venv/bin/python bench/gateway_stages.py --profile      # cProfile of the whole loop, by own time
+
+Steps: ``parse`` (``ExportTraceServiceRequest.FromString``, what the receivers do), ``decode`` (to the
+pipeline's span objects), each stage of the gateway's default pipeline (tail sampling at probability
+0.1), and ``encode`` (what passed, back to OTLP bytes). Same payloads as ``bench/gateway.py`` (GenAI
+spans without content, 4 spans per trace, every trace id distinct); the first batches warm the caches
+and are not counted. Times are ``time.thread_time`` (CPU of this thread), so other processes on the
+machine disturb them less than wall time; the last line is the sum as spans/s, the figure the engine
+would reach without its queue, journal and export threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from bench.gateway import PIPELINE, payloads
+from tokentrace.gateway.engine import build_gateway_pipeline
+from tokentrace.gateway.otlp_codec import decode_request, encode_spans
+from tokentrace.gateway.server import tune_garbage_collector
+
+WARM_BATCHES = 5
+
+
+def pipeline(metrics: bool):
+    meter_provider = None
+    if metrics:
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from tokentrace.gateway.config import TelemetrySettings
+        from tokentrace.gateway.telemetry import meter_provider as gateway_meter_provider
+
+        meter_provider = gateway_meter_provider(TelemetrySettings(), [InMemoryMetricReader()])
+    return build_gateway_pipeline(PIPELINE, meter_provider=meter_provider)
+
+
+def run(bodies: list[bytes], stages, times: dict[str, float] | None) -> int:
+    """One pass over ``bodies``; adds CPU seconds per step to ``times``; returns the spans decoded."""
+    clock = time.thread_time
+    spans = 0
+    for body in bodies:
+        started = clock()
+        request = ExportTraceServiceRequest.FromString(body)
+        parsed = clock()
+        decoded = decode_request(request)
+        decoded_at = clock()
+        batch = decoded.spans
+        spans += len(batch)
+        if times is not None:
+            times["parse"] += parsed - started
+            times["decode"] += decoded_at - parsed
+        for stage in stages:
+            before = clock()
+            batch = stage.process(batch)
+            if times is not None:
+                times[stage.name] += clock() - before
+        before = clock()
+        if batch:
+            encode_spans(batch, None if decoded.rejected else request, len(decoded.spans))
+        if times is not None:
+            times["encode"] += clock() - before
+    return spans
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=120)
+    parser.add_argument("--spans", type=int, default=512, help="spans per batch (a multiple of 4 or 5)")
+    parser.add_argument("--metrics", action="store_true", help="span metrics into an SDK MeterProvider")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    stages = pipeline(args.metrics).stages
+    bodies = payloads(args.spans, args.batches + WARM_BATCHES)
+    tune_garbage_collector()
+    run(bodies[:WARM_BATCHES], stages, None)
+    measured = bodies[WARM_BATCHES:]
+    times = dict.fromkeys(["parse", "decode", *(stage.name for stage in stages), "encode"], 0.0)
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+    spans = run(measured, stages, times)
+    if args.profile:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
+    total = sum(times.values())
+    label = f"{args.spans}-span batches{', span metrics into an SDK MeterProvider' if args.metrics else ''}"
+    print(f"{label}: CPU µs per span ({spans:,} spans)")
+    for name, seconds in times.items():
+        print(f"  {name:<14} {seconds / spans * 1e6:7.2f}")
+    print(f"  {'total':<14} {total / spans * 1e6:7.2f}  -> {spans / total:,.0f} spans/s on one core")
+
+
+if __name__ == "__main__":
+    main()
