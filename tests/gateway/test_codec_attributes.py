@@ -1,4 +1,4 @@
-"""The fast attribute decoder (span bytes -> entry cache) against the plain one, value for value."""
+"""The fast attribute decoder (entry bytes -> entry cache) against the plain one, value for value."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tests.gateway.backend import genai_request
-from tokentrace.gateway import otlp_codec
-from tokentrace.gateway.otlp_codec import decode_attributes, decode_request, encode_value, span_attributes
+from tokentrace.gateway import otlp_values
+from tokentrace.gateway.otlp_codec import decode_request
+from tokentrace.gateway.otlp_values import attribute_pairs, decode_attributes, encode_value
 
 scalars = st.one_of(
     st.text(max_size=40),
@@ -25,6 +26,11 @@ values = st.one_of(
     st.dictionaries(st.text(max_size=8), scalars, max_size=3),
     st.text(min_size=300, max_size=400),  # longer than the cache takes
 )
+
+
+def span_attributes(span: trace_pb2.Span) -> dict[str, object]:
+    """What the gateway decodes from the span's attribute entries."""
+    return dict(attribute_pairs([kv.SerializeToString() for kv in span.attributes]))
 
 
 def span_with(attributes: list[tuple[str, object]]) -> trace_pb2.Span:
@@ -46,7 +52,7 @@ def test_same_as_the_plain_decoder_twice_over(attributes: list[tuple[str, object
     span = span_with(attributes)
     expected = decode_attributes(span.attributes)
     for _ in range(2):  # the second time from the cache
-        got = span_attributes(span.SerializeToString())
+        got = span_attributes(span)
         assert got == expected
         assert list(got) == list(expected)  # same key order, duplicates resolved the same way
         assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
@@ -55,16 +61,42 @@ def test_same_as_the_plain_decoder_twice_over(attributes: list[tuple[str, object
 def test_cached_lists_are_fresh_per_span() -> None:
     span = span_with([("gen_ai.response.finish_reasons", ["stop"])])
     for _ in range(3):  # decoded, then twice from the cache
-        got = span_attributes(span.SerializeToString())
+        got = span_attributes(span)
         assert got["gen_ai.response.finish_reasons"] == ["stop"]
         got["gen_ai.response.finish_reasons"].append("length")  # a stage editing its span's list
 
 
 def test_the_cache_stays_bounded(monkeypatch) -> None:
-    monkeypatch.setattr(otlp_codec, "_ENTRY_CACHE_LIMIT", 10)
+    monkeypatch.setattr(otlp_values, "ENTRY_CACHE_LIMIT", 10)
     for index in range(50):
-        span_attributes(span_with([("gen_ai.response.id", f"id-{index}")]).SerializeToString())
-    assert len(otlp_codec._scalar_entries) <= 10
+        span_attributes(span_with([(f"key.{index % 7}", f"id-{index}")]))
+    assert len(otlp_values._scalar_entries) <= 10
+
+
+def test_a_key_whose_values_never_repeat_stops_filling_the_cache(monkeypatch) -> None:
+    monkeypatch.setattr(otlp_values, "KEY_SHARE_LIMIT", 8)
+    monkeypatch.setattr(otlp_values, "_volatile_keys", set())
+    model = span_with([("gen_ai.request.model", "gpt-4o-mini")])
+    span_attributes(model)
+    for index in range(100):
+        got = span_attributes(span_with([("gen_ai.response.id", f"chatcmpl-{index}")]))
+        assert got == {"gen_ai.response.id": f"chatcmpl-{index}"}  # still decoded, every time
+    cached_ids = [pair for pair in otlp_values._scalar_entries.values() if pair[0] == "gen_ai.response.id"]
+    assert len(cached_ids) <= 8
+    assert "gen_ai.response.id" in otlp_values._volatile_keys
+    entry = model.attributes[0].SerializeToString()
+    assert otlp_values._scalar_entries[entry] == ("gen_ai.request.model", "gpt-4o-mini")  # the rest stays
+
+
+def test_an_entry_that_is_not_a_key_value_rejects_its_span() -> None:
+    request = genai_request(1, 2, seed=5)
+    body = bytearray(request.SerializeToString())
+    good = request.resource_spans[0].scope_spans[1].spans[0].attributes[0].SerializeToString()
+    at = bytes(body).index(good)
+    body[at] = 0xFF  # an invalid tag inside the first attribute entry of the chat span
+    decoded = decode_request(bytes(body))
+    assert decoded.rejected == 1 and "not a valid KeyValue" in decoded.error_message
+    assert len(decoded.spans) == 1
 
 
 def test_decode_request_matches_the_plain_decoder() -> None:

@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.backend import FakeBackend
 from tests.gateway.process import PIPELINE, GatewayProcess
-from tokentrace.gateway.otlp_codec import decode_attributes
+from tokentrace.gateway.otlp_values import decode_attributes
 from tokentrace.processor import build_pipeline, from_readable
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from tests.gateway.backend import FakeBackend, free_port, genai_request
 from tokentrace.gateway import EngineSettings, ExporterSettings, Gateway, Overloaded, QueueSettings
-from tokentrace.gateway.otlp_codec import decode_value
+from tokentrace.gateway.otlp_values import decode_value
 from tokentrace.gateway.settings import StoreSettings
 
 NO_STAGES: dict = {"pipeline": []}

@@ -16,14 +16,9 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tests.gateway.backend import genai_request
-from tokentrace.gateway.otlp_codec import (
-    decode_json,
-    decode_request,
-    decode_value,
-    encode_spans,
-    encode_value,
-    parse_request,
-)
+from tokentrace.gateway.otlp_codec import decode_request, encode_spans, parse_request
+from tokentrace.gateway.otlp_json import decode_json
+from tokentrace.gateway.otlp_values import decode_value, encode_value
 
 ID_KEYS = {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
 
@@ -114,7 +109,7 @@ def test_decode_reads_every_field():
     assert len(decoded.spans) == 2 * 3 + 1
     span = decoded.spans[2]  # first chat span of the first trace
     pb = request.resource_spans[0].scope_spans[1].spans[0]
-    assert span.origin is not None and span.origin == pb
+    assert trace_pb2.Span.FromString(span.origin.SerializeToString()) == pb  # every field kept
     assert span.trace_id == int.from_bytes(pb.trace_id, "big")
     assert span.span_id == int.from_bytes(pb.span_id, "big")
     assert span.parent_span_id == int.from_bytes(pb.parent_span_id, "big")
@@ -146,7 +141,7 @@ def test_unchanged_request_is_serialised_byte_identical():
     request = rich_request()
     original = request.SerializeToString()
     decoded = decode_request(request)
-    assert encode_spans(decoded.spans, request, len(decoded.spans)) == original
+    assert encode_spans(decoded.spans, decoded) == original
     # through the general (regrouping) path too
     rebuilt = ExportTraceServiceRequest.FromString(encode_spans(decoded.spans))
     assert rebuilt == ExportTraceServiceRequest.FromString(original)
@@ -166,7 +161,7 @@ def test_changed_spans_are_rebuilt_and_the_rest_untouched():
     chat.changed = True
     sampled_out = decoded.spans[3]
     passed = [span for span in decoded.spans if span is not sampled_out]
-    out = ExportTraceServiceRequest.FromString(encode_spans(passed, request, len(decoded.spans)))
+    out = ExportTraceServiceRequest.FromString(encode_spans(passed, decoded))
     spans = [span for rs in out.resource_spans for ss in rs.scope_spans for span in ss.spans]
     assert len(spans) == len(passed)
     assert sampled_out.origin.span_id not in [span.span_id for span in spans]

@@ -33,7 +33,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from tests.gateway.backend import Certificates
 from tokentrace.gateway.config import Authenticator, HttpSettings, TlsSettings
 from tokentrace.gateway.engine import IngestResult, Overloaded
-from tokentrace.gateway.otlp_codec import decode_json
+from tokentrace.gateway.otlp_json import decode_json
 from tokentrace.gateway.receivers_http import HttpReceiver
 from tokentrace.gateway.telemetry import ReceiverCounters
 

@@ -22,7 +22,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tests.gateway.backend import FakeBackend
 from tests.gateway.process import GatewayProcess
-from tokentrace.gateway.otlp_codec import decode_attributes
+from tokentrace.gateway.otlp_values import decode_attributes
 
 SAMPLING = {
     "pipeline": ["normalise", "enrich", "sample"],

@@ -33,11 +33,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from tokentrace.gateway.export import Exporter, Outcome, backoff_delays, build_exporter
-from tokentrace.gateway.otlp_codec import count_spans, decode_json, decode_request, encode_spans
+from tokentrace.gateway.otlp_codec import Decoded, count_spans, decode_request, encode_spans
+from tokentrace.gateway.otlp_json import decode_json
 from tokentrace.gateway.queue import (
     KIND_JSON,
     KIND_LOGS,
@@ -284,7 +282,7 @@ class Gateway:
         """Run ``request`` (an ExportTraceServiceRequest; ``raw``: its bytes as received, if at hand)
         through the pipeline into the queue."""
         try:
-            queue = self._enter(request.ByteSize())
+            queue = self._enter(len(raw) if raw is not None else request.ByteSize())
         except (Overloaded, TooLarge):
             self._stats.refused += count_spans(request)
             raise
@@ -295,22 +293,20 @@ class Gateway:
 
     def _ingest(self, queue: PersistentQueue, request: Any, raw: bytes | None = None) -> IngestResult:
         stats = self._stats
-        decoded = decode_request(request)
+        decoded = decode_request(raw if raw is not None else request)
         total = len(decoded.spans)
         stats.received += total + decoded.rejected
         stats.rejected += decoded.rejected
         if decoded.spans:
             try:
-                self._run_pipeline(queue, decoded, request, raw)
+                self._run_pipeline(queue, decoded)
             except QueueClosed as exc:  # cannot happen while active (shutdown waits); never acknowledge it
                 stats.refused += total
                 raise Overloaded("the gateway is shutting down") from exc
         stats.accepted += total
         return IngestResult(total, decoded.rejected, decoded.error_message)
 
-    def _run_pipeline(
-        self, queue: PersistentQueue, decoded: Any, request: Any, raw: bytes | None, replaying: Position | None = None
-    ) -> None:
+    def _run_pipeline(self, queue: PersistentQueue, decoded: Decoded, replaying: Position | None = None) -> None:
         """Journal (when spans may be held), process, queue what passed; return once both are durable.
 
         Journal, pipeline and queue writes happen in one critical section, so the journal's record of a
@@ -323,8 +319,9 @@ class Gateway:
         with self._pipeline_lock:
             position = replaying
             if journal is not None and position is None:
-                body = raw if raw is not None else request.SerializeToString()
-                position = journalled = journal.append(KIND_TRACES, body, count=len(spans), force=True, wait=False)
+                position = journalled = journal.append(
+                    KIND_TRACES, decoded.body, count=len(spans), force=True, wait=False
+                )
             try:
                 passed = self.pipeline.process(spans)
             except Exception:  # a stage's bug must not lose data: pass the batch on as it is
@@ -332,7 +329,7 @@ class Gateway:
                 self._stats.pipeline_errors += 1
                 passed = spans
             if passed:
-                payload = encode_spans(passed, None if decoded.rejected else request, len(spans))
+                payload = encode_spans(passed, decoded)
                 written = queue.append(KIND_TRACES, payload, count=len(passed), force=True, wait=False)
                 self._stats.queued += len(passed)
             if position is not None:
@@ -350,14 +347,13 @@ class Gateway:
         records = journal.uncommitted()
         for record in records:
             try:
-                request = ExportTraceServiceRequest.FromString(record.payload)
-            except DecodeError:  # pragma: no cover - the record's CRC held, so it is what was written
+                decoded = decode_request(record.payload)
+            except ValueError:  # pragma: no cover - the record's CRC held, so it is what was written
                 logger.error("tokentrace gateway: an intake journal record does not decode; skipped")
                 continue
-            decoded = decode_request(request)
             self._stats.replayed += len(decoded.spans)
             if decoded.spans:
-                self._run_pipeline(queue, decoded, request, None, replaying=Position(record.segment, record.end))
+                self._run_pipeline(queue, decoded, replaying=Position(record.segment, record.end))
         if records:
             logger.warning(
                 "tokentrace gateway: %d request(s) acknowledged before the last stop were not fully passed on; "

@@ -92,7 +92,7 @@ def _read(path: str) -> bytes:
 
 def _json_to_protobuf(signal: str, payload: bytes) -> bytes:
     """Passthrough JSON for a gRPC backend (which speaks protobuf only)."""
-    from tokentrace.gateway.otlp_codec import decode_json
+    from tokentrace.gateway.otlp_json import decode_json
 
     return decode_json(payload, signal).SerializeToString()
 

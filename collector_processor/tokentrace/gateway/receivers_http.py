@@ -45,7 +45,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from tokentrace.gateway.config import Authenticator, HttpSettings
 from tokentrace.gateway.engine import Overloaded, TooLarge
-from tokentrace.gateway.otlp_codec import decode_json, parse_request
+from tokentrace.gateway.otlp_codec import parse_request
+from tokentrace.gateway.otlp_json import decode_json
 from tokentrace.gateway.telemetry import ReceiverCounters
 
 logger = logging.getLogger("tokentrace.gateway.http")

@@ -33,7 +33,8 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tokentrace.gateway.export import OK, Exporter, Outcome, build_exporter
-from tokentrace.gateway.otlp_codec import decode_json, decode_request
+from tokentrace.gateway.otlp_codec import decode_request
+from tokentrace.gateway.otlp_json import decode_json
 from tokentrace.gateway.queue import KIND_JSON, KIND_TRACES
 from tokentrace.gateway.settings import EngineSettings, StoreSettings
 from tokentrace.processor.model import SpanData

@@ -143,6 +143,10 @@ def _health(span: SpanData, a: dict[str, Any], call_failed: bool) -> tuple[Any, 
     if attempts.__class__ is not int:
         return _NO_HEALTH
     events = getattr(span.origin, "events", None)
+    if events and events[0].__class__ is bytes:  # the gateway's spans keep their events as bytes
+        from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+        events = [Span.Event.FromString(raw) for raw in events]
     if not events and attempts == 1 and (events is not None or not call_failed):
         failed = throttled = 0  # the common case, inline: one attempt, and it did not fail
     else:
