@@ -131,9 +131,10 @@ def prometheus_registry(stats: Callable[[], dict[str, float]], counters: Receive
 def meter_provider(settings: TelemetrySettings, readers: list[Any] | None = None) -> Any:
     """The SDK ``MeterProvider`` exporting the gateway's metrics; None when there is nowhere to send them.
 
-    ``readers`` replaces the OTLP reader (tests pass an ``InMemoryMetricReader``).
+    ``readers`` replaces the OTLP reader (tests pass an ``InMemoryMetricReader``). The provider also
+    exports what the span metrics stage aggregates itself (see :mod:`tokentrace.gateway.metric_producers`).
     """
-    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
 
@@ -152,7 +153,9 @@ def meter_provider(settings: TelemetrySettings, readers: list[Any] | None = None
             preferred_temporality=preferred_temporality(settings.temporality),
         )
         readers = [PeriodicExportingMetricReader(exporter, export_interval_millis=settings.interval_s * 1000)]
-    return MeterProvider(
+    from tokentrace.gateway.metric_producers import GatewayMeterProvider
+
+    return GatewayMeterProvider(
         metric_readers=readers,
         resource=Resource.create({"service.name": settings.service_name}),
         # The SDK's default (trace-based) filter looks for a sampled current span on every measurement;
