@@ -15,8 +15,9 @@ Two families:
   counts how often, so nothing is silently lost and the backend's cardinality stays bounded.
 
 Temporality (delta or cumulative) belongs to the metric exporter: the standard
-``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` in an application; in the gateway the
-``temporality`` setting here, read through :func:`preferred_temporality`.
+``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` in an application; in the gateway its
+``telemetry.temporality`` setting, read through :func:`preferred_temporality`. This stage's own
+``temporality`` key is validated but decides nothing.
 
 Cost per span (the gateway sees 100k spans/s): both attribute sets of a span depend on ten of its
 attributes, so a plan (:class:`_Plan`) cached on their values *and types* holds them, already bound to
@@ -87,7 +88,7 @@ class Config:
     record_all: bool = False
     grouped: bool = True  # the tokentrace.llm.* metrics
     max_series: int = 2000  # distinct attribute sets of tokentrace.llm.* before the overflow bucket
-    temporality: str = "cumulative"  # for the gateway's metric exporter: cumulative | delta
+    temporality: str = "cumulative"  # validated, unused: the gateway's telemetry.temporality decides
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any] | None) -> Config:
