@@ -5,6 +5,15 @@ one trace. :func:`combine` applies the Collector's rule: any ``DROP`` wins, else
 keeps, else the trace is dropped. The probabilistic policy follows OTEP 235 (W3C trace context
 level 2): the trace id's 56 random bits are compared with a rejection threshold, so every process
 with the same probability keeps the same traces without talking to the others.
+
+Speed: the error and flagged policies look at every span of every trace, and by the time a trace is
+decided its spans have left the CPU's caches. So :func:`span_marks` notes, as each span arrives, the
+two facts they need (one pass over the batch, no call per span), and :func:`combine` given a trace's
+OR-ed marks answers for those two policies without reading the spans again. A mark gives the answer
+of ``evaluate`` for its span; when noting a span raises, the trace is marked unknown and its policies
+evaluate span by span as before (where an exception makes the policy not sample).
+Marks are taken when a span arrives: the sampler is the pipeline's last stage, so nothing changes a
+span while it is held.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
@@ -26,6 +35,15 @@ RANDOMNESS_BITS = 56
 MAX_THRESHOLD = 1 << RANDOMNESS_BITS  # "never sample"
 RANDOMNESS_MASK = MAX_THRESHOLD - 1
 ALWAYS_TH = "0"  # OTEP 235 threshold of a span kept with certainty (adjusted count 1)
+
+_ERROR_TYPE = semconv.ERROR_TYPE
+_FLAGS = semconv.FLAGS
+_PII_DETECTED = semconv.PII_DETECTED
+
+# Span marks (see the module docstring): bits OR-ed over a trace's spans.
+MARK_ERROR = 1  # ErrorPolicy's test holds for the span
+MARK_FLAGGED = 2  # FlaggedPolicy's test holds for the span
+MARK_UNKNOWN = 4  # a test raised: the trace's policies must evaluate its spans
 
 # GenAI operations that wrap other calls rather than being a model call themselves.
 WRAPPER_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool", "invoke_workflow"})
@@ -90,7 +108,7 @@ class ErrorPolicy:
 
     def evaluate(self, trace: Trace) -> Decision:
         for span in trace:
-            if span.status_code == STATUS_ERROR or span.attributes.get(semconv.ERROR_TYPE):
+            if span.status_code == STATUS_ERROR or span.attributes.get(_ERROR_TYPE):
                 return Decision.SAMPLE
         return Decision.NOT_SAMPLED
 
@@ -135,12 +153,7 @@ class CostPolicy:
         return Decision.SAMPLE if total is not None and total >= self.threshold_usd else Decision.NOT_SAMPLED
 
 
-def is_flagged(span: SpanData) -> bool:
-    attributes = span.attributes
-    if attributes.get(semconv.FLAGS) or attributes.get(semconv.PII_DETECTED) is True:
-        return True
-    if True not in attributes.values():  # a C-level pre-check; most spans carry no true flag at all
-        return False
+def _true_flag(attributes: Mapping[str, object]) -> bool:
     return any(value is True and key.startswith(semconv.FLAG_PREFIX) for key, value in attributes.items())
 
 
@@ -150,7 +163,40 @@ class FlaggedPolicy:
     name = "flagged"
 
     def evaluate(self, trace: Trace) -> Decision:
-        return Decision.SAMPLE if any(is_flagged(span) for span in trace) else Decision.NOT_SAMPLED
+        # One loop without a call per span; `True in values()` is a C-level pre-check (most spans carry
+        # no true value at all) before the Python scan for a true tokentrace.flag.* key.
+        for span in trace:
+            attributes = span.attributes
+            if (
+                attributes.get(_FLAGS)
+                or attributes.get(_PII_DETECTED) is True
+                or (True in attributes.values() and _true_flag(attributes))
+            ):
+                return Decision.SAMPLE
+        return Decision.NOT_SAMPLED
+
+
+def span_marks(spans: Iterable[SpanData]) -> list[int]:
+    """One mark per span: ErrorPolicy's and FlaggedPolicy's per-span tests, inlined in one loop.
+
+    The flagged test looks for a true PII value only when some value is True (a span with a true PII
+    value has one). That order may raise where FlaggedPolicy would not (a value whose ``==`` raises,
+    before the PII value): the span is then marked unknown and the policy evaluates it as ever.
+    """
+    marks: list[int] = []
+    append = marks.append
+    for span in spans:
+        try:
+            attributes = span.attributes
+            mark = MARK_ERROR if span.status_code == STATUS_ERROR or attributes.get(_ERROR_TYPE) else 0
+            if attributes.get(_FLAGS) or (
+                True in attributes.values() and (attributes.get(_PII_DETECTED) is True or _true_flag(attributes))
+            ):
+                mark |= MARK_FLAGGED
+        except Exception:
+            mark = MARK_UNKNOWN
+        append(mark)
+    return marks
 
 
 class _TokenBucket:
@@ -227,7 +273,7 @@ class ProbabilisticPolicy:
         self.th = encode_threshold(self.threshold) if self.threshold < MAX_THRESHOLD else None
 
     def sampled(self, trace_id: int) -> bool:
-        return randomness_of(trace_id) >= self.threshold
+        return trace_id & RANDOMNESS_MASK >= self.threshold  # randomness_of(trace_id), inlined
 
     def evaluate(self, trace: Trace) -> Decision:
         if not trace:
@@ -235,18 +281,31 @@ class ProbabilisticPolicy:
         return Decision.SAMPLE if self.sampled(trace[0].trace_id) else Decision.NOT_SAMPLED
 
 
-def combine(policies: Sequence[Policy], trace: Trace) -> Verdict:
+def combine(policies: Sequence[Policy], trace: Trace, marks: int | None = None) -> Verdict:
     """Any DROP wins; else the first policy that samples keeps the trace (and names the reason).
 
     A policy that raises counts as not sampled. The OTEP 235 threshold is the probabilistic one
-    when that policy is the reason, else "0": kept with certainty, adjusted count 1.
+    when that policy is the reason, else "0": kept with certainty, adjusted count 1. ``marks``: the
+    OR of :func:`span_marks` over every span of ``trace``, which then decides the error and flagged
+    policies. Once a reason is found, the built-in policies that can neither drop nor change state
+    are not evaluated: their answer could not change the verdict (a rate limit still is: it takes a
+    token).
     """
+    known = _MARKS if marks is not None and not marks & MARK_UNKNOWN else _NO_MARKS
+    bits = marks or 0
     reason: Policy | None = None
     for policy in policies:
-        try:
-            decision = policy.evaluate(trace)
-        except Exception:
+        kind = type(policy)
+        if reason is not None and kind in _PURE:
             continue
+        mark = known.get(kind)
+        if mark is not None:
+            decision = Decision.SAMPLE if bits & mark else Decision.NOT_SAMPLED
+        else:
+            try:
+                decision = policy.evaluate(trace)
+            except Exception:
+                continue
         if decision is Decision.DROP:
             return DROPPED
         if decision is Decision.SAMPLE and reason is None:
@@ -255,3 +314,11 @@ def combine(policies: Sequence[Policy], trace: Trace) -> Verdict:
         return DROPPED
     th = reason.th if isinstance(reason, ProbabilisticPolicy) and reason.th is not None else ALWAYS_TH
     return Verdict(True, reason.name, th)
+
+
+# Built-in policies (exact types: a subclass may override evaluate) that never DROP and keep no state,
+# and those whose decision a trace's marks give.
+_PURE: frozenset[type] = frozenset({ErrorPolicy, FlaggedPolicy, LatencyPolicy, CostPolicy, ProbabilisticPolicy})
+_MARKS: dict[type, int] = {ErrorPolicy: MARK_ERROR, FlaggedPolicy: MARK_FLAGGED}
+_NO_MARKS: dict[type, int] = {}
+MARKED_POLICIES = frozenset(_MARKS)

@@ -5,13 +5,17 @@ so a kept trace carries them on one span. Kept spans get the reason and the OTEP
 (``tokentrace.sampling.threshold``) so backends can compute adjusted counts. Self-metrics:
 ``tokentrace.sampling.traces{decision=kept|dropped}``, ``tokentrace.sampling.overflow`` and
 ``tokentrace.sampling.late_spans``.
+
+Cost per span (most traces are dropped): each batch is marked in one pass while its spans are still in
+the CPU's caches (:func:`~tokentrace.processor.sampling.policies.span_marks`), so deciding a dropped
+trace later reads none of its spans; the roll-up (one pass) and the kept-span attributes are computed for
+kept traces only; the self-metrics are counted per batch from what the buffer released.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +24,10 @@ from opentelemetry.metrics import MeterProvider, get_meter
 
 from tokentrace.core import semconv
 from tokentrace.processor.model import SpanData
-from tokentrace.processor.sampling.buffer import CAUSE_OVERFLOW, Released, TraceBuffer
+from tokentrace.processor.sampling.buffer import CAUSE_OVERFLOW, HeldSpans, Released, TraceBuffer
 from tokentrace.processor.sampling.policies import (
     DROPPED,
+    MARKED_POLICIES,
     WRAPPER_OPERATIONS,
     CostPolicy,
     ErrorPolicy,
@@ -33,6 +38,7 @@ from tokentrace.processor.sampling.policies import (
     RateLimitPolicy,
     Verdict,
     combine,
+    span_marks,
     threshold_for,
 )
 from tokentrace.version import __version__
@@ -40,6 +46,13 @@ from tokentrace.version import __version__
 logger = logging.getLogger(__name__)
 
 ROOT_GRACE_S = 0.1
+
+_OPERATION_NAME = semconv.OPERATION_NAME
+_USAGE_COST_AMOUNT = semconv.USAGE_COST_AMOUNT
+_USAGE_INPUT_TOKENS = semconv.USAGE_INPUT_TOKENS
+_USAGE_OUTPUT_TOKENS = semconv.USAGE_OUTPUT_TOKENS
+_SAMPLING_REASON = semconv.SAMPLING_REASON
+_SAMPLING_THRESHOLD = semconv.SAMPLING_THRESHOLD
 
 
 def _number(name: str, value: Any, *, minimum: float | None = None, optional: bool = False) -> None:
@@ -116,41 +129,44 @@ class SamplingConfig:
 Config = SamplingConfig
 
 
-def _is_call_span(span: SpanData) -> bool:
-    operation = span.attributes.get(semconv.OPERATION_NAME)
-    return isinstance(operation, str) and operation not in WRAPPER_OPERATIONS
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def roll_up(spans: list[SpanData]) -> None:
-    """Set the trace's GenAI totals on its local root span (the earliest one, if several)."""
-    roots = [span for span in spans if span.is_local_root]
-    if not roots:
-        return
-    root = min(roots, key=lambda span: (span.parent_span_id is not None, span.start_ns))
+    """Set the trace's GenAI totals on its local root span (the earliest one, if several).
+
+    One pass over the spans finds the root and sums the model calls (every span that names a GenAI
+    operation other than a wrapper's): only kept traces get here, so dropped ones pay nothing.
+    """
+    root: SpanData | None = None
+    root_key: tuple[bool, int] | None = None
     calls = 0
     cost: float | None = None
     input_tokens = output_tokens = 0
     for span in spans:
-        if not _is_call_span(span):
+        parent = span.parent_span_id
+        if parent is None or span.is_remote_parent:  # SpanData.is_local_root, inlined
+            key = (parent is not None, span.start_ns)
+            if root_key is None or key < root_key:  # the first of equal keys, as min() picks
+                root, root_key = span, key
+        attributes = span.attributes
+        operation = attributes.get(_OPERATION_NAME)
+        if not isinstance(operation, str) or operation in WRAPPER_OPERATIONS:
             continue
         calls += 1
-        attributes = span.attributes
-        amount = attributes.get(semconv.USAGE_COST_AMOUNT)
+        amount = attributes.get(_USAGE_COST_AMOUNT)
         if isinstance(amount, (int, float)) and not isinstance(amount, bool):
             cost = (cost or 0.0) + amount
-        input_tokens += _int(attributes.get(semconv.USAGE_INPUT_TOKENS)) or 0
-        output_tokens += _int(attributes.get(semconv.USAGE_OUTPUT_TOKENS)) or 0
-    if not calls:
+        input_tokens += _int(attributes.get(_USAGE_INPUT_TOKENS)) or 0
+        output_tokens += _int(attributes.get(_USAGE_OUTPUT_TOKENS)) or 0
+    if root is None or not calls:
         return
     root.set(semconv.TRACE_LLM_CALLS, calls)
     root.set(semconv.TRACE_USAGE_INPUT_TOKENS, input_tokens)
     root.set(semconv.TRACE_USAGE_OUTPUT_TOKENS, output_tokens)
     if cost is not None:
         root.set(semconv.TRACE_COST_AMOUNT, cost)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class TailSamplingStage:
@@ -166,6 +182,9 @@ class TailSamplingStage:
     ) -> None:
         self.config = config or SamplingConfig()
         self.policies = policies if policies is not None else self.config.policies()
+        # Whether spans are marked as they arrive (policies.span_marks): fixed here, so that every held
+        # trace's marks are complete whenever they are used, even if self.policies is changed later.
+        self._marking = any(type(policy) in MARKED_POLICIES for policy in self.policies)
         buffer_options: dict[str, Any] = {"clock": clock} if clock is not None else {}
         self.buffer: TraceBuffer[Verdict] = TraceBuffer(
             self._decide,
@@ -185,8 +204,6 @@ class TailSamplingStage:
             unit="{trace}",
             description="Traces decided early because the sampling buffer was full.",
         )
-        self._pending_kept = self._pending_dropped = self._pending_overflow = 0
-        self._count_lock = threading.Lock()
         self._kept_attributes = {semconv.SAMPLING_DECISION: "kept"}
         self._dropped_attributes = {semconv.SAMPLING_DECISION: "dropped"}
         self._late = meter.create_counter(
@@ -195,11 +212,12 @@ class TailSamplingStage:
             description="Spans that arrived after their trace was decided.",
         )
 
-    # Called by the buffer, under its lock, once per trace: counts only, the SDK counters are fed once
-    # per batch in _emit (a counter add costs microseconds of attribute hashing).
-    def _decide(self, spans: list[SpanData], cause: str) -> Verdict:
+    # Called by the buffer, under its lock, once per trace. The self-metrics are counted in _emit from
+    # what the buffer released (every decided trace is released exactly once), and the SDK counters are
+    # fed once per batch there (a counter add costs microseconds of attribute hashing).
+    def _decide(self, spans: HeldSpans, cause: str) -> Verdict:
         try:
-            verdict = combine(self.policies, spans)
+            verdict = combine(self.policies, spans, spans.marks if self._marking else None)
         except Exception:
             logger.debug("tokentrace: sampling decision failed", exc_info=True)
             verdict = DROPPED
@@ -208,35 +226,35 @@ class TailSamplingStage:
                 roll_up(spans)
             except Exception:
                 logger.debug("tokentrace: trace roll-up failed", exc_info=True)
-        with self._count_lock:
-            if verdict.kept:
-                self._pending_kept += 1
-            else:
-                self._pending_dropped += 1
-            if cause == CAUSE_OVERFLOW:
-                self._pending_overflow += 1
         return verdict
 
     def _emit(self, released: list[Released[Verdict]]) -> list[SpanData]:
         out: list[SpanData] = []
-        late = 0
+        kept = dropped = overflow = late = 0
         for group in released:
+            verdict = group.verdict
             if group.late:
                 late += len(group.spans)
-            verdict = group.verdict
+            else:
+                if verdict.kept:
+                    kept += 1
+                else:
+                    dropped += 1
+                if group.cause == CAUSE_OVERFLOW:
+                    overflow += 1
             if not verdict.kept:
                 continue
-            for span in group.spans:
-                span.set(semconv.SAMPLING_REASON, verdict.reason)
-                span.set(semconv.SAMPLING_THRESHOLD, verdict.threshold)
+            reason, threshold = verdict.reason, verdict.threshold
+            for span in group.spans:  # span.set() twice, inlined
+                attributes = span.attributes
+                attributes[_SAMPLING_REASON] = reason
+                attributes[_SAMPLING_THRESHOLD] = threshold
+                span.changed = True
             out.extend(group.spans)
-        self._flush_counts(late)
+        self._count(kept, dropped, overflow, late)
         return out
 
-    def _flush_counts(self, late: int) -> None:
-        with self._count_lock:
-            kept, dropped, overflow = self._pending_kept, self._pending_dropped, self._pending_overflow
-            self._pending_kept = self._pending_dropped = self._pending_overflow = 0
+    def _count(self, kept: int, dropped: int, overflow: int, late: int) -> None:
         try:
             if kept:
                 self._traces.add(kept, self._kept_attributes)
@@ -252,7 +270,8 @@ class TailSamplingStage:
     def process(self, batch: list[SpanData]) -> list[SpanData]:
         if not self.config.enabled:
             return batch
-        return self._emit(self.buffer.add(batch))
+        marks = span_marks(batch) if self._marking else None
+        return self._emit(self.buffer.add(batch, marks=marks))
 
     def poll(self, now_ns: int) -> list[SpanData]:
         if not self.config.enabled:
