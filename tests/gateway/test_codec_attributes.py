@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1 import common_pb2
@@ -58,12 +60,38 @@ def test_same_as_the_plain_decoder_twice_over(attributes: list[tuple[str, object
         assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
 
 
-def test_cached_lists_are_fresh_per_span() -> None:
-    span = span_with([("gen_ai.response.finish_reasons", ["stop"])])
+def test_arrays_are_tuples_so_a_cached_one_is_shared_safely() -> None:
+    span = span_with([("gen_ai.response.finish_reasons", ["stop"]), ("nested", {"k": [1, 2]})])
     for _ in range(3):  # decoded, then twice from the cache
         got = span_attributes(span)
-        assert got["gen_ai.response.finish_reasons"] == ["stop"]
-        got["gen_ai.response.finish_reasons"].append("length")  # a stage editing its span's list
+        assert got["gen_ai.response.finish_reasons"] == ("stop",)  # as the SDK holds arrays
+        assert got["nested"] == {"k": [1, 2]}  # inside a map: plain JSON-like values
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=140), st.text(max_size=140))
+def test_string_entries_read_by_slicing_match_the_runtime(key: str, text: str) -> None:
+    data = common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=text)).SerializeToString()
+    pair = otlp_values._string_entry(data)
+    kv = common_pb2.KeyValue.FromString(data)
+    assert pair is None or pair == (kv.key, kv.value.string_value)
+    if key and len(key.encode()) < 128 and len(text.encode()) < 126:  # proto3 leaves an empty key out
+        assert pair == (key, text)  # the layout every SDK writes is read without the runtime
+
+
+@pytest.mark.parametrize(
+    "value",
+    [common_pb2.AnyValue(), common_pb2.AnyValue(int_value=5), common_pb2.AnyValue(bytes_value=b"\x0a\x01a")],
+)
+def test_other_values_are_left_to_the_runtime(value: common_pb2.AnyValue) -> None:
+    assert otlp_values._string_entry(common_pb2.KeyValue(key="k", value=value).SerializeToString()) is None
+
+
+def test_a_string_that_is_not_utf8_is_the_runtimes_error() -> None:
+    data = b"\x0a\x01k\x12\x03\x0a\x01\xff"  # key "k", string_value of one invalid byte
+    assert otlp_values._string_entry(data) is None
+    with pytest.raises(DecodeError):
+        otlp_values.entry(data)
 
 
 def test_the_cache_stays_bounded(monkeypatch) -> None:
@@ -104,4 +132,4 @@ def test_decode_request_matches_the_plain_decoder() -> None:
     spans = [span for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
     decoded = decode_request(request).spans
     assert [d.attributes for d in decoded] == [decode_attributes(span.attributes) for span in spans]
-    assert all(d.decoded == d.attributes and d.decoded is not d.attributes for d in decoded)
+    assert all(type(d.attributes["gen_ai.response.finish_reasons"]) is tuple for d in decoded if d.kind == 3)

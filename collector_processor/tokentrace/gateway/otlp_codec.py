@@ -35,7 +35,6 @@ from tokentrace.gateway.otlp_values import (
     attribute_entry,
     attribute_pairs,
     decode_attributes,
-    entry,
     key_value_bytes,
     length_delimited,
     varint,
@@ -131,8 +130,6 @@ class OtlpSpan(SpanData):
     """A :class:`SpanData` decoded from OTLP: ``origin`` is its lite protobuf span."""
 
     group: Any = None  # the Group it arrived in
-    decoded: dict[str, Any] | None = None  # the attributes as decoded, to find what stages changed
-    fields: tuple[Any, ...] = ()  # (parent, name, kind, start, end, status code, status message) as decoded
 
 
 @dataclass(slots=True, eq=False)
@@ -213,35 +210,24 @@ def _decode(body: bytes) -> Decoded:
                         first_error = f"span {span.name!r}: {problem}"
                     continue
                 status = span.status
-                fields = (
-                    from_bytes(parent, "big") if parent else None,
-                    span.name,
-                    span.kind,
-                    span.start_time_unix_nano,
-                    span.end_time_unix_nano,
-                    status.code,
-                    status.message,
-                )
                 append(
                     OtlpSpan(
                         trace_int,
                         span_int,
-                        fields[0],
-                        fields[1],
-                        fields[2],
-                        fields[3],
-                        fields[4],
+                        from_bytes(parent, "big") if parent else None,
+                        span.name,
+                        span.kind,
+                        span.start_time_unix_nano,
+                        span.end_time_unix_nano,
                         attributes,
                         resource,
                         scope_name,
-                        fields[5],
-                        fields[6],
+                        status.code,
+                        status.message,
                         bool(span.flags & IS_REMOTE),
                         span,
                         False,
                         group,
-                        attributes.copy(),
-                        fields,
                     )
                 )
     message = f"{rejected} invalid span(s) rejected; first: {first_error}" if rejected else ""
@@ -251,11 +237,29 @@ def _decode(body: bytes) -> Decoded:
 # --- SpanData -> protobuf ---------------------------------------------------------------------------
 
 
-class _Missing:
-    pass
+def _same(before: Any, after: Any) -> bool:
+    """Whether a stage left an attribute as it was decoded (the same object, or an equal one of the same
+    type: values are decoded again from the span's bytes when it is written out)."""
+    return before is after or (type(before) is type(after) and before == after)
 
 
-_MISSING = _Missing()
+_MISSING = object()
+
+
+def _fields_changed(data: OtlpSpan) -> bool:
+    """Whether a stage changed any of the span's fields other than its attributes."""
+    span = data.origin
+    parent = data.parent_span_id
+    status = span.status
+    return (
+        span.parent_span_id != (b"" if parent is None else parent.to_bytes(8, "big"))
+        or span.name != data.name
+        or span.kind != data.kind
+        or span.start_time_unix_nano != data.start_ns
+        or span.end_time_unix_nano != data.end_ns
+        or status.code != data.status_code
+        or status.message != data.status_message
+    )
 
 
 def apply_changes(data: OtlpSpan) -> Any:
@@ -264,22 +268,20 @@ def apply_changes(data: OtlpSpan) -> Any:
     if not data.changed:
         return span
     attributes = data.attributes
-    decoded = data.decoded or {}
-    missing = _MISSING
     entries = list(span.attributes)
-    kept = []
-    for raw in entries:  # keep each untouched key's original entry, in order
-        key = entry(raw)[0]
-        if decoded.get(key, missing) is attributes.get(key, missing):
-            kept.append(raw)
+    pairs = attribute_pairs(entries)
+    decoded = dict(pairs)
+    missing = _MISSING
+    kept = [
+        raw for raw, (key, _) in zip(entries, pairs, strict=True) if _same(decoded[key], attributes.get(key, missing))
+    ]
     rewritten = [
-        key_value_bytes(key, value) for key, value in attributes.items() if decoded.get(key, missing) is not value
+        key_value_bytes(key, value) for key, value in attributes.items() if not _same(decoded.get(key, missing), value)
     ]
     if len(kept) != len(entries) or rewritten:
         del span.attributes[:]
         span.attributes.extend(kept)
         span.attributes.extend(rewritten)
-    data.decoded = dict(attributes)  # a second write-back (a span released later) starts from here
     parent = data.parent_span_id
     span.parent_span_id = b"" if parent is None else parent.to_bytes(8, "big")
     if span.name != data.name:
@@ -294,7 +296,6 @@ def apply_changes(data: OtlpSpan) -> Any:
     message = data.status_message if data.status_code == STATUS_ERROR else ""
     if status.message != message:
         status.message = message
-    data.fields = (parent, data.name, data.kind, data.start_ns, data.end_ns, data.status_code, data.status_message)
     data.changed = False
     return span
 
@@ -345,29 +346,18 @@ def encode_spans(spans: list[OtlpSpan], source: Decoded | None = None) -> bytes:
 def span_bytes(data: OtlpSpan) -> bytes:
     """A changed span's wire bytes: the original plus appended attributes when stages only added some."""
     span = data.origin
-    if (
-        data.parent_span_id,
-        data.name,
-        data.kind,
-        data.start_ns,
-        data.end_ns,
-        data.status_code,
-        data.status_message,
-    ) != data.fields:
-        return apply_changes(data).SerializeToString()
-    decoded = data.decoded or {}
     attributes = data.attributes
-    if len(attributes) <= len(decoded):  # nothing added: something modified or removed
+    entries = span.attributes
+    if len(attributes) <= len(entries) or _fields_changed(data):  # nothing added, or more than that
         return apply_changes(data).SerializeToString()
+    decoded = dict(attribute_pairs(entries))
     added = []
     missing = _MISSING
     for key, value in attributes.items():
         before = decoded.get(key, missing)
-        if before is value:
-            continue
         if before is missing:
             added.append(attribute_entry(key, value))
-        else:
+        elif not _same(before, value):
             return apply_changes(data).SerializeToString()
     if len(attributes) - len(added) != len(decoded):  # a key was removed too
         return apply_changes(data).SerializeToString()

@@ -9,8 +9,9 @@ and most entries recur byte for byte across spans: operation, provider, model, s
 small counts. :func:`entry` decodes each distinct entry once and :func:`attribute_pairs` looks the rest
 up, so a span's attribute dict is built in C from cached pairs. Keys whose values never repeat (response
 ids, large token counts) would only churn the cache: once a key has filled its share of the cache it is
-marked volatile and its entries are decoded every time. Entries holding lists are cached apart and
-copied on every hit (a stage may change the list it gets); maps and long values are never cached.
+marked volatile and its entries are decoded every time (short strings by slicing, see
+:func:`_string_entry`). Arrays come out as tuples, as the SDK holds them, so a cached one is shared
+safely; maps and long values are never cached.
 
 On the way out, :func:`attribute_entry` writes one ``Span.attributes`` entry for a key and value
 without building protobuf objects; the few keys stages add to every span are cached as prefixes.
@@ -57,11 +58,17 @@ def decode_value(value: Any) -> Any:
 
 
 def decode_attributes(key_values: Iterable[Any]) -> dict[str, Any]:
+    """Attributes as the SDK holds them: arrays as tuples (values inside maps stay plain lists)."""
     out = {}
     for kv in key_values:
         value = kv.value
         kind = value.WhichOneof("value")
-        out[kv.key] = value.string_value if kind == "string_value" else _GETTERS[kind](value)
+        if kind == "string_value":
+            out[kv.key] = value.string_value
+        elif kind == "array_value":
+            out[kv.key] = tuple(_array(value))
+        else:
+            out[kv.key] = _GETTERS[kind](value)
     return out
 
 
@@ -92,48 +99,66 @@ def encode_value(value: Any) -> AnyValue:
 
 # --- KeyValue entry bytes -> (key, value) -------------------------------------------------------------
 
-ENTRY_CACHE_LIMIT = 32_768  # entries in both caches together; ~8 MiB at most
+ENTRY_CACHE_LIMIT = 32_768  # cached entries; ~8 MiB at most
 KEY_SHARE_LIMIT = 4_096  # distinct entries one key may cache before it counts as volatile
 ENTRY_MAX_BYTES = 256
 _scalar_entries: dict[bytes, tuple[str, Any]] = {}
-_list_entries: dict[bytes, tuple[str, list[Any]]] = {}
 _cached_per_key: dict[str, int] = {}
 _volatile_keys: set[str] = set()
 _SCALARS = (str, int, float, bool, bytes, type(None))
 
 
 def entry(data: bytes) -> tuple[str, Any]:
-    """One ``KeyValue``'s bytes as (key, value), cached when it may recur and its value can be shared.
+    """One ``KeyValue``'s bytes as (key, value), cached when it may recur and its value can be shared:
+    scalars, and arrays of scalars (as tuples, as the SDK holds them, so no span can change another's).
 
     Raises ``google.protobuf.message.DecodeError`` when the bytes are not a ``KeyValue``."""
-    listed = _list_entries.get(data)
-    if listed is not None:
-        return listed[0], list(listed[1])
-    kv = KeyValue.FromString(data)
-    key = kv.key
-    value = decode_value(kv.value)
+    pair = _string_entry(data)
+    if pair is None:
+        kv = KeyValue.FromString(data)
+        value = kv.value
+        kind = value.WhichOneof("value")
+        pair = (kv.key, tuple(_array(value))) if kind == "array_value" else (kv.key, _GETTERS[kind](value))
+    key = pair[0]
     if len(data) <= ENTRY_MAX_BYTES and key not in _volatile_keys:
-        kind = type(value)
-        if kind in _SCALARS:
+        value = pair[1]
+        if type(value) in _SCALARS or (type(value) is tuple and all(type(item) in _SCALARS for item in value)):
             _remember(key)
-            _scalar_entries[data] = (key, value)
-        elif kind is list and all(type(item) in _SCALARS for item in value):
-            _remember(key)
-            _list_entries[data] = (key, list(value))
-    return key, value
+            _scalar_entries[data] = pair
+    return pair
+
+
+def _string_entry(data: bytes) -> tuple[str, str] | None:
+    """(key, value) of a ``KeyValue`` laid out as every SDK writes a short string attribute (key, then a
+    value holding only ``string_value``, lengths under 128), read by slicing; None for anything else,
+    which the protobuf runtime then decodes. Unique strings (response ids) are decoded on every span,
+    and this is 3-4 times faster than building two messages for them."""
+    size = len(data)
+    if size < 6 or data[0] != 0x0A:
+        return None
+    key_end = 2 + data[1]
+    if data[1] > 127 or key_end + 4 > size or data[key_end] != 0x12 or data[key_end + 2] != 0x0A:
+        return None
+    value_size = data[key_end + 1]
+    text_size = data[key_end + 3]
+    if value_size > 127 or text_size > 127 or value_size != text_size + 2 or key_end + 4 + text_size != size:
+        return None
+    try:
+        return data[2:key_end].decode(), data[key_end + 4 :].decode()
+    except UnicodeDecodeError:  # not valid UTF-8: the runtime's error, from the runtime
+        return None
 
 
 def _remember(key: str) -> None:
-    """Count one more cached entry for ``key``; start over when the caches are full."""
+    """Count one more cached entry for ``key``; start over when the cache is full."""
     count = _cached_per_key.get(key, 0) + 1
     if count >= KEY_SHARE_LIMIT:
         if len(_volatile_keys) >= KEY_SHARE_LIMIT:  # a flood of distinct keys: forget, relearn
             _volatile_keys.clear()
         _volatile_keys.add(key)
     _cached_per_key[key] = count
-    if len(_scalar_entries) + len(_list_entries) >= ENTRY_CACHE_LIMIT:
+    if len(_scalar_entries) >= ENTRY_CACHE_LIMIT:
         _scalar_entries.clear()
-        _list_entries.clear()
         _cached_per_key.clear()
 
 
