@@ -22,12 +22,20 @@ from tokentrace.processor.stages.enrich import Config, content_fingerprint, skel
 MODEL = "gpt-4o-mini"
 TOLERANCE = 1e-12
 COST_KEYS = (
-    semconv.USAGE_COST_AMOUNT, semconv.USAGE_COST_CURRENCY, semconv.USAGE_COST_SOURCE, semconv.COST_INPUT,
-    semconv.COST_OUTPUT, semconv.COST_PRICING_MODEL, semconv.COST_PRICING_VERSION,
+    semconv.USAGE_COST_AMOUNT,
+    semconv.USAGE_COST_CURRENCY,
+    semconv.USAGE_COST_SOURCE,
+    semconv.COST_INPUT,
+    semconv.COST_OUTPUT,
+    semconv.COST_PRICING_MODEL,
+    semconv.COST_PRICING_VERSION,
 )
 USAGE_KEYS = (
-    semconv.USAGE_INPUT_TOKENS, semconv.USAGE_OUTPUT_TOKENS, semconv.USAGE_CACHE_READ_INPUT_TOKENS,
-    semconv.USAGE_REASONING_OUTPUT_TOKENS, semconv.USAGE_SOURCE,
+    semconv.USAGE_INPUT_TOKENS,
+    semconv.USAGE_OUTPUT_TOKENS,
+    semconv.USAGE_CACHE_READ_INPUT_TOKENS,
+    semconv.USAGE_REASONING_OUTPUT_TOKENS,
+    semconv.USAGE_SOURCE,
 )
 SYSTEM = "You are a support assistant for ACME. Answer in two sentences."
 
@@ -130,8 +138,9 @@ def test_price_file_reprices_existing_cost(client: Any, content: Any, telemetry:
         assert embed_span.attributes[key] == embed_before[key]
 
 
-def test_price_file_without_reprice_prices_only_missing(client: Any, content: Any, telemetry: Any,
-                                                        tmp_path: Any) -> None:
+def test_price_file_without_reprice_prices_only_missing(
+    client: Any, content: Any, telemetry: Any, tmp_path: Any
+) -> None:
     chat(client, "one")
     chat(client, "two")
     prices = tmp_path / "prices.json"
@@ -145,10 +154,22 @@ def test_price_file_without_reprice_prices_only_missing(client: Any, content: An
 
 
 def test_unknown_model_gets_reason_not_cost() -> None:
-    span = SpanData(1, 2, None, "chat x", 3, 0, 1, {
-        semconv.OPERATION_NAME: "chat", semconv.PROVIDER_NAME: "openai", semconv.REQUEST_MODEL: "no-such-model-xyz",
-        semconv.USAGE_INPUT_TOKENS: 10, semconv.USAGE_OUTPUT_TOKENS: 5,
-    })
+    span = SpanData(
+        1,
+        2,
+        None,
+        "chat x",
+        3,
+        0,
+        1,
+        {
+            semconv.OPERATION_NAME: "chat",
+            semconv.PROVIDER_NAME: "openai",
+            semconv.REQUEST_MODEL: "no-such-model-xyz",
+            semconv.USAGE_INPUT_TOKENS: 10,
+            semconv.USAGE_OUTPUT_TOKENS: 5,
+        },
+    )
     enrich.build().process([span])
     assert semconv.USAGE_COST_AMOUNT not in span.attributes
     assert span.attributes[semconv.COST_UNAVAILABLE_REASON] == "model_not_in_catalogue"
@@ -194,16 +215,19 @@ def test_reported_usage_is_not_estimated(client: Any, content: Any, telemetry: A
 # -- fingerprint ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("order 12345 costs 9.99", "order <number> costs <number>"),
-    ('say "hello world" now', "say <quoted> now"),
-    ("mail bob@example.com", "mail <email>"),
-    ("id 550e8400-e29b-41d4-a716-446655440000", "id <uuid>"),
-    ("on 2024-01-15 or 15/01/2024 at 10:30", "on <date> or <date> at <date>"),
-    ("see https://example.com/a?b=1 ok", "see <url> ok"),
-    ("card 4111111111111111", "card <number>"),
-    ("  spaced\n\nout  ", "spaced out"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("order 12345 costs 9.99", "order <number> costs <number>"),
+        ('say "hello world" now', "say <quoted> now"),
+        ("mail bob@example.com", "mail <email>"),
+        ("id 550e8400-e29b-41d4-a716-446655440000", "id <uuid>"),
+        ("on 2024-01-15 or 15/01/2024 at 10:30", "on <date> or <date> at <date>"),
+        ("see https://example.com/a?b=1 ok", "see <url> ok"),
+        ("card 4111111111111111", "card <number>"),
+        ("  spaced\n\nout  ", "spaced out"),
+    ],
+)
 def test_skeleton_replaces_variables(text: str, expected: str) -> None:
     assert skeleton(text) == expected
 
@@ -225,11 +249,17 @@ def test_fingerprint_groups_calls_differing_only_in_variables(client: Any, conte
 
 def test_fingerprint_ignores_assistant_turns() -> None:
     def attrs(history: str) -> dict[str, Any]:
-        return {semconv.OPERATION_NAME: "chat", semconv.INPUT_MESSAGES: json.dumps([
-            {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
-            {"role": "assistant", "parts": [{"type": "text", "content": history}]},
-            {"role": "user", "parts": [{"type": "text", "content": "Next?"}]},
-        ])}
+        return {
+            semconv.OPERATION_NAME: "chat",
+            semconv.INPUT_MESSAGES: json.dumps(
+                [
+                    {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+                    {"role": "assistant", "parts": [{"type": "text", "content": history}]},
+                    {"role": "user", "parts": [{"type": "text", "content": "Next?"}]},
+                ]
+            ),
+        }
+
     assert content_fingerprint(attrs("one thing")) == content_fingerprint(attrs("something else entirely"))
 
 
@@ -266,7 +296,10 @@ def test_attribution_from_span_then_resource() -> None:
     enrich.build().process([span])
     a = span.attributes
     assert (a[semconv.ATTRIBUTION_TENANT], a[semconv.ATTRIBUTION_USER], a[semconv.ATTRIBUTION_FEATURE]) == (
-        "acme", "u-7", "search")
+        "acme",
+        "u-7",
+        "search",
+    )
 
 
 def test_attribution_keys_are_configurable_and_ordered() -> None:
@@ -313,8 +346,9 @@ def test_non_genai_span_passes_untouched() -> None:
 
 
 def test_odd_values_do_not_raise() -> None:
-    span = genai_span({semconv.USAGE_INPUT_TOKENS: "ten", semconv.INPUT_MESSAGES: "[{not json",
-                       semconv.OUTPUT_MESSAGES: 7})
+    span = genai_span(
+        {semconv.USAGE_INPUT_TOKENS: "ten", semconv.INPUT_MESSAGES: "[{not json", semconv.OUTPUT_MESSAGES: 7}
+    )
     enrich.build().process([span])
     assert span.attributes[semconv.PROMPT_FINGERPRINT_SOURCE] == semconv.FINGERPRINT_SOURCE_METADATA
 

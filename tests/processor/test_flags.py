@@ -105,12 +105,19 @@ def test_too_short_for_max_tokens_ratio() -> None:
 
 def test_tool_call_error_in_tool_response(client: Any, content: Any, telemetry: Any) -> None:
     def after_tool(result: str) -> None:
-        client.chat.completions.create(model=MODEL, messages=[
-            {"role": "user", "content": "weather in Paris"},
-            {"role": "assistant", "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
-            {"role": "tool", "tool_call_id": "c1", "content": result},
-        ])
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                {"role": "user", "content": "weather in Paris"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": result},
+            ],
+        )
 
     after_tool("Error: weather service unavailable")
     after_tool(json.dumps({"error": {"code": 503, "message": "upstream down"}}))
@@ -148,8 +155,13 @@ def test_content_filter_and_refusal_part() -> None:
 def test_empty_output_message_and_tool_call_answer() -> None:
     stage = flags.build()
     empty = genai_span({semconv.OUTPUT_MESSAGES: output(text("  "))})
-    tool_call = genai_span({semconv.OUTPUT_MESSAGES: output(
-        {"type": "tool_call", "id": "c", "name": "f", "arguments": {}}, finish_reason="tool_calls")})
+    tool_call = genai_span(
+        {
+            semconv.OUTPUT_MESSAGES: output(
+                {"type": "tool_call", "id": "c", "name": "f", "arguments": {}}, finish_reason="tool_calls"
+            )
+        }
+    )
     failed = genai_span({semconv.USAGE_OUTPUT_TOKENS: 0, semconv.ERROR_TYPE: "RateLimitError"})
     assert stage.evaluate(empty) == {semconv.FLAG_EMPTY}
     assert stage.evaluate(tool_call) == set()
@@ -163,14 +175,16 @@ def test_truncation_reasons(reason: str) -> None:
 
 
 def test_output_tokens_equal_to_max_tokens_is_truncated() -> None:
-    span = genai_span({semconv.REQUEST_MAX_TOKENS: 64, semconv.USAGE_OUTPUT_TOKENS: 64,
-                       semconv.RESPONSE_FINISH_REASONS: ("stop",)})
+    span = genai_span(
+        {semconv.REQUEST_MAX_TOKENS: 64, semconv.USAGE_OUTPUT_TOKENS: 64, semconv.RESPONSE_FINISH_REASONS: ("stop",)}
+    )
     assert flags.build().evaluate(span) == {semconv.FLAG_TRUNCATED}
 
 
 def test_checks_and_extra_patterns_are_configurable() -> None:
-    span = genai_span({semconv.OUTPUT_MESSAGES: output(text("Computer says no.")),
-                       semconv.RESPONSE_FINISH_REASONS: ("length",)})
+    span = genai_span(
+        {semconv.OUTPUT_MESSAGES: output(text("Computer says no.")), semconv.RESPONSE_FINISH_REASONS: ("length",)}
+    )
     config = Config.from_mapping({"checks": ["refusal"], "refusal_patterns": [r"computer says no"]})
     assert flags.build(config).evaluate(span) == {semconv.FLAG_REFUSAL}
 

@@ -41,10 +41,28 @@ def stage(**options: Any) -> NormaliseStage:
     return build(Config(**options))
 
 
-def span(attributes: dict[str, Any], *, span_id: int = 1, parent: int | None = None, trace_id: int = 7,
-         kind: int = CLIENT, start: int = 100, end: int = 200, scope: str = "") -> SpanData:
-    return SpanData(trace_id=trace_id, span_id=span_id, parent_span_id=parent, name="s", kind=kind,
-                    start_ns=start, end_ns=end, attributes=dict(attributes), scope_name=scope)
+def span(
+    attributes: dict[str, Any],
+    *,
+    span_id: int = 1,
+    parent: int | None = None,
+    trace_id: int = 7,
+    kind: int = CLIENT,
+    start: int = 100,
+    end: int = 200,
+    scope: str = "",
+) -> SpanData:
+    return SpanData(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent,
+        name="s",
+        kind=kind,
+        start_ns=start,
+        end_ns=end,
+        attributes=dict(attributes),
+        scope_name=scope,
+    )
 
 
 def messages(value: str) -> list[dict[str, Any]]:
@@ -157,19 +175,34 @@ def test_disabled_stage_changes_nothing() -> None:
 
 
 def test_native_span_is_untouched() -> None:
-    attrs = {semconv.OPERATION_NAME: "chat", semconv.PROVIDER_NAME: "openai", semconv.REQUEST_MODEL: MODEL,
-             semconv.USAGE_INPUT_TOKENS: 3, semconv.USAGE_OUTPUT_TOKENS: 4}
+    attrs = {
+        semconv.OPERATION_NAME: "chat",
+        semconv.PROVIDER_NAME: "openai",
+        semconv.REQUEST_MODEL: MODEL,
+        semconv.USAGE_INPUT_TOKENS: 3,
+        semconv.USAGE_OUTPUT_TOKENS: 4,
+    }
     s = span(attrs)
     assert stage().process([s]) == [s]
     assert s.attributes == attrs and not s.changed
 
 
 def test_hot_path_is_cheap() -> None:
-    attrs = {semconv.OPERATION_NAME: "chat", semconv.PROVIDER_NAME: "openai", semconv.REQUEST_MODEL: MODEL,
-             semconv.RESPONSE_MODEL: MODEL, semconv.RESPONSE_ID: "x", semconv.USAGE_INPUT_TOKENS: 3,
-             semconv.USAGE_OUTPUT_TOKENS: 4, semconv.SERVER_ADDRESS: "h", semconv.SERVER_PORT: 1,
-             semconv.REQUEST_TEMPERATURE: 0.5, semconv.RESPONSE_FINISH_REASONS: ("stop",),
-             "http.request.method": "POST", "url.full": "http://h/v1/chat/completions"}
+    attrs = {
+        semconv.OPERATION_NAME: "chat",
+        semconv.PROVIDER_NAME: "openai",
+        semconv.REQUEST_MODEL: MODEL,
+        semconv.RESPONSE_MODEL: MODEL,
+        semconv.RESPONSE_ID: "x",
+        semconv.USAGE_INPUT_TOKENS: 3,
+        semconv.USAGE_OUTPUT_TOKENS: 4,
+        semconv.SERVER_ADDRESS: "h",
+        semconv.SERVER_PORT: 1,
+        semconv.REQUEST_TEMPERATURE: 0.5,
+        semconv.RESPONSE_FINISH_REASONS: ("stop",),
+        "http.request.method": "POST",
+        "url.full": "http://h/v1/chat/completions",
+    }
     batch = [span(attrs, span_id=i) for i in range(1, 1001)]
     st = stage()
     best = float("inf")
@@ -190,11 +223,14 @@ def test_openllmetry_chat(openllmetry: Peer, simulator: Any) -> None:
     prompt = unique("hello openllmetry")
     client = openai.OpenAI(base_url=simulator.base_url, api_key="x", max_retries=0)
     result = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": prompt}],
-        temperature=0.5, max_tokens=50,
+        model=MODEL,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": prompt}],
+        temperature=0.5,
+        max_tokens=50,
     )
-    again = client.chat.completions.create(model=MODEL, messages=[{"role": "system", "content": "Be brief."},
-                                                                  {"role": "user", "content": prompt}])
+    again = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": prompt}]
+    )
     first, second = stage().process(openllmetry.spans())
     a = first.attributes
     body = last_body(simulator, prompt)
@@ -223,8 +259,14 @@ def test_openllmetry_embeddings_and_stream_drop_originals(openllmetry: Peer, sim
     text = unique("embed me")
     client.embeddings.create(model=EMBEDDING_MODEL, input=text)
     prompt = unique("stream me")
-    chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}],
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": prompt}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     reply = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     embedding, streamed = stage(drop_originals=True).process(openllmetry.spans())
     e = embedding.attributes
@@ -245,32 +287,34 @@ def test_openllmetry_embeddings_and_stream_drop_originals(openllmetry: Peer, sim
 
 def test_openllmetry_flattened_messages() -> None:
     """Older OpenLLMetry releases (and its other instrumentations) flatten messages into indexed keys."""
-    s = span({
-        "gen_ai.system": "OpenAI",
-        "llm.request.type": "chat",
-        "gen_ai.request.model": MODEL,
-        "gen_ai.prompt.0.role": "system",
-        "gen_ai.prompt.0.content": "Be brief.",
-        "gen_ai.prompt.1.role": "user",
-        "gen_ai.prompt.1.content": "What is the weather?",
-        "gen_ai.prompt.2.role": "assistant",
-        "gen_ai.prompt.2.tool_calls.0.id": "call_1",
-        "gen_ai.prompt.2.tool_calls.0.name": "weather",
-        "gen_ai.prompt.2.tool_calls.0.arguments": '{"city": "Paris"}',
-        "gen_ai.prompt.3.role": "tool",
-        "gen_ai.prompt.3.content": "sunny",
-        "gen_ai.prompt.3.tool_call_id": "call_1",
-        "gen_ai.completion.0.role": "assistant",
-        "gen_ai.completion.0.content": "It is sunny.",
-        "gen_ai.completion.0.finish_reason": "stop",
-        "gen_ai.usage.prompt_tokens": 30,
-        "gen_ai.usage.completion_tokens": 4,
-        "llm.usage.total_tokens": 34,
-        "gen_ai.usage.cache_read_input_tokens": 10,
-        "gen_ai.usage.cache_creation_input_tokens": 5,
-        "llm.frequency_penalty": 0.5,
-        "llm.chat.stop_sequences": ["END"],
-    })
+    s = span(
+        {
+            "gen_ai.system": "OpenAI",
+            "llm.request.type": "chat",
+            "gen_ai.request.model": MODEL,
+            "gen_ai.prompt.0.role": "system",
+            "gen_ai.prompt.0.content": "Be brief.",
+            "gen_ai.prompt.1.role": "user",
+            "gen_ai.prompt.1.content": "What is the weather?",
+            "gen_ai.prompt.2.role": "assistant",
+            "gen_ai.prompt.2.tool_calls.0.id": "call_1",
+            "gen_ai.prompt.2.tool_calls.0.name": "weather",
+            "gen_ai.prompt.2.tool_calls.0.arguments": '{"city": "Paris"}',
+            "gen_ai.prompt.3.role": "tool",
+            "gen_ai.prompt.3.content": "sunny",
+            "gen_ai.prompt.3.tool_call_id": "call_1",
+            "gen_ai.completion.0.role": "assistant",
+            "gen_ai.completion.0.content": "It is sunny.",
+            "gen_ai.completion.0.finish_reason": "stop",
+            "gen_ai.usage.prompt_tokens": 30,
+            "gen_ai.usage.completion_tokens": 4,
+            "llm.usage.total_tokens": 34,
+            "gen_ai.usage.cache_read_input_tokens": 10,
+            "gen_ai.usage.cache_creation_input_tokens": 5,
+            "llm.frequency_penalty": 0.5,
+            "llm.chat.stop_sequences": ["END"],
+        }
+    )
     stage().process([s])
     a = s.attributes
     assert a[NORMALISED_FROM] == "openllmetry"
@@ -282,8 +326,10 @@ def test_openllmetry_flattened_messages() -> None:
     assert messages(a[semconv.INPUT_MESSAGES]) == [
         {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
         {"role": "user", "parts": [{"type": "text", "content": "What is the weather?"}]},
-        {"role": "assistant", "parts": [{"type": "tool_call", "name": "weather", "arguments": {"city": "Paris"},
-                                         "id": "call_1"}]},
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "name": "weather", "arguments": {"city": "Paris"}, "id": "call_1"}],
+        },
         {"role": "tool", "parts": [{"type": "tool_call_response", "response": "sunny", "id": "call_1"}]},
     ]
     assert messages(a[semconv.OUTPUT_MESSAGES]) == [
@@ -295,9 +341,18 @@ def test_openllmetry_flattened_messages() -> None:
 
 @pytest.mark.parametrize(
     ("system", "provider"),
-    [("openai", "openai"), ("OpenAI", "openai"), ("Anthropic", "anthropic"), ("AzureOpenAI", "azure.ai.openai"),
-     ("az.ai.openai", "azure.ai.openai"), ("MistralAI", "mistral_ai"), ("Bedrock", "aws.bedrock"),
-     ("Vertex AI", "gcp.vertex_ai"), ("Watsonx", "ibm.watsonx.ai"), ("SomethingNew", "somethingnew")],
+    [
+        ("openai", "openai"),
+        ("OpenAI", "openai"),
+        ("Anthropic", "anthropic"),
+        ("AzureOpenAI", "azure.ai.openai"),
+        ("az.ai.openai", "azure.ai.openai"),
+        ("MistralAI", "mistral_ai"),
+        ("Bedrock", "aws.bedrock"),
+        ("Vertex AI", "gcp.vertex_ai"),
+        ("Watsonx", "ibm.watsonx.ai"),
+        ("SomethingNew", "somethingnew"),
+    ],
 )
 def test_provider_values(system: str, provider: str) -> None:
     s = span({"gen_ai.system": system})
@@ -306,8 +361,9 @@ def test_provider_values(system: str, provider: str) -> None:
     assert s.attributes[semconv.SYSTEM] == system
 
 
-@pytest.mark.parametrize(("request_type", "operation"),
-                         [("chat", "chat"), ("completion", "text_completion"), ("embedding", "embeddings")])
+@pytest.mark.parametrize(
+    ("request_type", "operation"), [("chat", "chat"), ("completion", "text_completion"), ("embedding", "embeddings")]
+)
 def test_openllmetry_request_type(request_type: str, operation: str) -> None:
     s = span({"llm.request.type": request_type})
     stage().process([s])
@@ -323,8 +379,16 @@ def test_openinference_chat(openinference: Peer, simulator: Any) -> None:
     prompt = unique("hello openinference")
     client = openai.OpenAI(base_url=simulator.base_url, api_key="x", max_retries=0)
     chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": prompt}]
-    result = client.chat.completions.create(model=MODEL, messages=chat, temperature=0.5, max_tokens=50, top_p=0.9,
-                                            seed=3, stop=["END"], frequency_penalty=0.25)
+    result = client.chat.completions.create(
+        model=MODEL,
+        messages=chat,
+        temperature=0.5,
+        max_tokens=50,
+        top_p=0.9,
+        seed=3,
+        stop=["END"],
+        frequency_penalty=0.25,
+    )
     again = client.chat.completions.create(model=MODEL, messages=chat)
     first, second = stage().process(openinference.spans())
     a = first.attributes
@@ -346,8 +410,11 @@ def test_openinference_chat(openinference: Peer, simulator: Any) -> None:
         {"role": "user", "parts": [{"type": "text", "content": prompt}]},
     ]
     assert messages(a[semconv.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "parts": [{"type": "text", "content": result.choices[0].message.content}],
-         "finish_reason": "stop"},
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": result.choices[0].message.content}],
+            "finish_reason": "stop",
+        },
     ]
     assert list(a[semconv.RESPONSE_FINISH_REASONS]) == ["stop"]
     cached = again.usage.prompt_tokens_details.cached_tokens
@@ -362,8 +429,14 @@ def test_openinference_embeddings_and_stream_drop_originals(openinference: Peer,
     text = unique("embed me")
     client.embeddings.create(model=EMBEDDING_MODEL, input=text)
     prompt = unique("stream me")
-    chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}],
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": prompt}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     reply = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     embedding, streamed = stage(drop_originals=True).process(openinference.spans())
     e = embedding.attributes
@@ -384,24 +457,26 @@ def test_openinference_embeddings_and_stream_drop_originals(openinference: Peer,
 
 
 def test_openinference_cache_write_and_tool_calls() -> None:
-    s = span({
-        "openinference.span.kind": "LLM",
-        "llm.provider": "azure",
-        "llm.system": "openai",
-        "llm.model_name": "gpt-4o",
-        "llm.token_count.prompt": 100,
-        "llm.token_count.completion": 7,
-        "llm.token_count.prompt_details.cache_read": 40,
-        "llm.token_count.prompt_details.cache_write": 60,
-        "llm.input_messages.0.message.role": "user",
-        "llm.input_messages.0.message.contents.0.message_content.type": "text",
-        "llm.input_messages.0.message.contents.0.message_content.text": "weather?",
-        "llm.output_messages.0.message.role": "assistant",
-        "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_9",
-        "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "weather",
-        "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"city": "Oslo"}',
-        "llm.invocation_parameters": '{"response_format": {"type": "json_schema"}, "n": 2}',
-    })
+    s = span(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.provider": "azure",
+            "llm.system": "openai",
+            "llm.model_name": "gpt-4o",
+            "llm.token_count.prompt": 100,
+            "llm.token_count.completion": 7,
+            "llm.token_count.prompt_details.cache_read": 40,
+            "llm.token_count.prompt_details.cache_write": 60,
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.contents.0.message_content.type": "text",
+            "llm.input_messages.0.message.contents.0.message_content.text": "weather?",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_9",
+            "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "weather",
+            "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"city": "Oslo"}',
+            "llm.invocation_parameters": '{"response_format": {"type": "json_schema"}, "n": 2}',
+        }
+    )
     stage().process([s])
     a = s.attributes
     assert a[semconv.PROVIDER_NAME] == "azure.ai.openai"
@@ -410,8 +485,10 @@ def test_openinference_cache_write_and_tool_calls() -> None:
     assert a[semconv.OUTPUT_TYPE] == "json" and a[semconv.REQUEST_CHOICE_COUNT] == 2
     assert messages(a[semconv.INPUT_MESSAGES]) == [{"role": "user", "parts": [{"type": "text", "content": "weather?"}]}]
     assert messages(a[semconv.OUTPUT_MESSAGES]) == [
-        {"role": "assistant", "parts": [{"type": "tool_call", "name": "weather", "arguments": {"city": "Oslo"},
-                                         "id": "call_9"}]},
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "name": "weather", "arguments": {"city": "Oslo"}, "id": "call_9"}],
+        },
     ]
 
 
@@ -425,27 +502,29 @@ def test_cache_creation_name_follows_the_opt_in() -> None:
 
 
 def openlit_span(**extra: Any) -> SpanData:
-    return span({
-        "telemetry.sdk.name": "openlit",
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": MODEL,
-        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
-        "server.address": "api.openai.com",
-        "server.port": 443,
-        "gen_ai.request.stream": True,
-        "gen_ai.server.time_per_output_token": 0.01,
-        "gen_ai.server.time_to_first_token": 0.25,
-        "gen_ai.sdk.version": "1.45.0",
-        "gen_ai.usage.input_tokens": 20,
-        "gen_ai.usage.output_tokens": 10,
-        "gen_ai.client.token.usage": 30,
-        "gen_ai.usage.cost": 0.000009,
-        "gen_ai.usage.reasoning_tokens": 2,
-        "gen_ai.usage.prompt_tokens_details.cached_tokens": 8,
-        "gen_ai.usage.prompt_tokens_details.cache_creation_tokens": 4,
-        **extra,
-    })
+    return span(
+        {
+            "telemetry.sdk.name": "openlit",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": MODEL,
+            "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+            "server.address": "api.openai.com",
+            "server.port": 443,
+            "gen_ai.request.stream": True,
+            "gen_ai.server.time_per_output_token": 0.01,
+            "gen_ai.server.time_to_first_token": 0.25,
+            "gen_ai.sdk.version": "1.45.0",
+            "gen_ai.usage.input_tokens": 20,
+            "gen_ai.usage.output_tokens": 10,
+            "gen_ai.client.token.usage": 30,
+            "gen_ai.usage.cost": 0.000009,
+            "gen_ai.usage.reasoning_tokens": 2,
+            "gen_ai.usage.prompt_tokens_details.cached_tokens": 8,
+            "gen_ai.usage.prompt_tokens_details.cache_creation_tokens": 4,
+            **extra,
+        }
+    )
 
 
 def test_openlit() -> None:
@@ -466,8 +545,13 @@ def test_openlit_drop_originals_keeps_names_without_equivalent() -> None:
     s = openlit_span()
     stage(drop_originals=True).process([s])
     a = s.attributes
-    for dropped in ("gen_ai.usage.cost", "gen_ai.client.token.usage", "gen_ai.usage.reasoning_tokens",
-                    "gen_ai.server.time_to_first_token", "gen_ai.usage.prompt_tokens_details.cached_tokens"):
+    for dropped in (
+        "gen_ai.usage.cost",
+        "gen_ai.client.token.usage",
+        "gen_ai.usage.reasoning_tokens",
+        "gen_ai.server.time_to_first_token",
+        "gen_ai.usage.prompt_tokens_details.cached_tokens",
+    ):
         assert dropped not in a
     assert a["gen_ai.sdk.version"] == "1.45.0" and a["gen_ai.server.time_per_output_token"] == 0.01
     assert a[semconv.USAGE_COST_AMOUNT] == pytest.approx(0.000009)
@@ -475,9 +559,18 @@ def test_openlit_drop_originals_keeps_names_without_equivalent() -> None:
 
 def test_openlit_older_names_and_totals() -> None:
     """OpenLIT before the v1.37 conventions: gen_ai.system, prompt/completion/total tokens."""
-    s = span({"gen_ai.system": "openai", "gen_ai.operation.name": "chat", "gen_ai.usage.prompt_tokens": 12,
-              "gen_ai.usage.total_tokens": 20, "gen_ai.usage.cost": 0.5, "gen_ai.request.stream": False,
-              "gen_ai.server.time_to_first_token": 1.5, "gen_ai.environment": "prod"})
+    s = span(
+        {
+            "gen_ai.system": "openai",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.usage.prompt_tokens": 12,
+            "gen_ai.usage.total_tokens": 20,
+            "gen_ai.usage.cost": 0.5,
+            "gen_ai.request.stream": False,
+            "gen_ai.server.time_to_first_token": 1.5,
+            "gen_ai.environment": "prod",
+        }
+    )
     stage().process([s])
     a = s.attributes
     assert a[NORMALISED_FROM] == "openlit"
@@ -497,18 +590,20 @@ def test_cost_already_present_is_kept() -> None:
 
 
 def test_semconv_legacy() -> None:
-    s = span({
-        "gen_ai.system": "openai",
-        "gen_ai.operation.name": "chat",
-        "gen_ai.request.model": MODEL,
-        "gen_ai.usage.prompt_tokens": 11,
-        "gen_ai.usage.completion_tokens": 5,
-        "gen_ai.openai.request.service_tier": "auto",
-        "gen_ai.openai.response.service_tier": "default",
-        "gen_ai.openai.response.system_fingerprint": "fp_1",
-        "gen_ai.openai.request.seed": 42,
-        "gen_ai.openai.request.response_format": "json_object",
-    })
+    s = span(
+        {
+            "gen_ai.system": "openai",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": MODEL,
+            "gen_ai.usage.prompt_tokens": 11,
+            "gen_ai.usage.completion_tokens": 5,
+            "gen_ai.openai.request.service_tier": "auto",
+            "gen_ai.openai.response.service_tier": "default",
+            "gen_ai.openai.response.system_fingerprint": "fp_1",
+            "gen_ai.openai.request.seed": 42,
+            "gen_ai.openai.request.response_format": "json_object",
+        }
+    )
     stage(drop_originals=True).process([s])
     assert s.attributes == {
         "gen_ai.system": "openai",  # kept even when dropping originals: deprecated but still read
@@ -536,17 +631,19 @@ def test_system_beside_provider_is_not_legacy() -> None:
 
 
 def test_current_names_are_never_overwritten() -> None:
-    s = span({
-        semconv.PROVIDER_NAME: "azure.ai.openai",
-        "gen_ai.system": "openai",
-        semconv.USAGE_INPUT_TOKENS: 99,
-        "gen_ai.usage.prompt_tokens": 11,
-        "llm.token_count.prompt": 12,
-        semconv.OPERATION_NAME: "text_completion",
-        "llm.request.type": "chat",
-        semconv.INPUT_MESSAGES: "[]",
-        "gen_ai.prompt.0.content": "hi",
-    })
+    s = span(
+        {
+            semconv.PROVIDER_NAME: "azure.ai.openai",
+            "gen_ai.system": "openai",
+            semconv.USAGE_INPUT_TOKENS: 99,
+            "gen_ai.usage.prompt_tokens": 11,
+            "llm.token_count.prompt": 12,
+            semconv.OPERATION_NAME: "text_completion",
+            "llm.request.type": "chat",
+            semconv.INPUT_MESSAGES: "[]",
+            "gen_ai.prompt.0.content": "hi",
+        }
+    )
     stage().process([s])
     a = s.attributes
     assert a[semconv.PROVIDER_NAME] == "azure.ai.openai"
@@ -557,8 +654,15 @@ def test_current_names_are_never_overwritten() -> None:
 
 
 def test_odd_values_pass_through() -> None:
-    s = span({"llm.invocation_parameters": "{not json", "gen_ai.prompt.0.content": 5, "llm.token_count.prompt": "3",
-              "gen_ai.usage.cost": "free", "openinference.span.kind": 7})
+    s = span(
+        {
+            "llm.invocation_parameters": "{not json",
+            "gen_ai.prompt.0.content": 5,
+            "llm.token_count.prompt": "3",
+            "gen_ai.usage.cost": "free",
+            "openinference.span.kind": 7,
+        }
+    )
     assert stage().process([s]) == [s]
     assert s.attributes[semconv.USAGE_INPUT_TOKENS] == "3"  # renamed as is; the value is not ours to judge
     assert semconv.USAGE_COST_AMOUNT not in s.attributes
@@ -581,8 +685,10 @@ def test_collapse_tokentrace_and_openinference(instrument: Any, telemetry: Any, 
     finally:
         peer.close()
     raw = [from_readable(s) for s in telemetry.spans()]
-    assert sorted(s.scope_name for s in raw) == ["openinference.instrumentation.openai",
-                                                 "tokentrace.instrumentation.openai"]
+    assert sorted(s.scope_name for s in raw) == [
+        "openinference.instrumentation.openai",
+        "tokentrace.instrumentation.openai",
+    ]
     ours = next(s for s in raw if s.scope_name.startswith("tokentrace"))
     before = dict(ours.attributes)
     (kept,) = stage().process(raw)
@@ -621,10 +727,22 @@ def test_collapse_through_the_sdk_exporter(instrument: Any, telemetry: Any, simu
 
 def test_collapse_keeps_native_inner_span_and_reparents() -> None:
     # foreign outer (OpenInference, INTERNAL) -> native inner (CLIENT) -> an HTTP child
-    outer = span({"openinference.span.kind": "LLM", "llm.model_name": MODEL, "llm.token_count.prompt": 5,
-                  "output.value": "raw"}, span_id=10, parent=1, kind=INTERNAL, start=100, end=400)
-    inner = span({semconv.OPERATION_NAME: "chat", semconv.REQUEST_MODEL: MODEL, semconv.USAGE_INPUT_TOKENS: 6},
-                 span_id=11, parent=10, start=110, end=390, scope="tokentrace.instrumentation.openai")
+    outer = span(
+        {"openinference.span.kind": "LLM", "llm.model_name": MODEL, "llm.token_count.prompt": 5, "output.value": "raw"},
+        span_id=10,
+        parent=1,
+        kind=INTERNAL,
+        start=100,
+        end=400,
+    )
+    inner = span(
+        {semconv.OPERATION_NAME: "chat", semconv.REQUEST_MODEL: MODEL, semconv.USAGE_INPUT_TOKENS: 6},
+        span_id=11,
+        parent=10,
+        start=110,
+        end=390,
+        scope="tokentrace.instrumentation.openai",
+    )
     http = span({"http.request.method": "POST"}, span_id=12, parent=11, kind=CLIENT, start=120, end=380)
     sibling = span({"x": 1}, span_id=13, parent=10, kind=INTERNAL, start=395, end=399)
     out = stage().process([outer, inner, http, sibling])
@@ -637,12 +755,29 @@ def test_collapse_keeps_native_inner_span_and_reparents() -> None:
 
 
 def test_collapse_keeps_outer_when_both_foreign_and_chains() -> None:
-    top = span({"llm.request.type": "chat", semconv.REQUEST_MODEL: MODEL, "gen_ai.usage.prompt_tokens": 5},
-               span_id=20, kind=CLIENT, start=0, end=100)
-    middle = span({"openinference.span.kind": "LLM", "llm.model_name": MODEL, "llm.token_count.completion": 3},
-                  span_id=21, parent=20, kind=INTERNAL, start=5, end=95)
-    bottom = span({"openinference.span.kind": "LLM", "llm.model_name": MODEL, "llm.provider": "openai"},
-                  span_id=22, parent=21, kind=INTERNAL, start=6, end=94)
+    top = span(
+        {"llm.request.type": "chat", semconv.REQUEST_MODEL: MODEL, "gen_ai.usage.prompt_tokens": 5},
+        span_id=20,
+        kind=CLIENT,
+        start=0,
+        end=100,
+    )
+    middle = span(
+        {"openinference.span.kind": "LLM", "llm.model_name": MODEL, "llm.token_count.completion": 3},
+        span_id=21,
+        parent=20,
+        kind=INTERNAL,
+        start=5,
+        end=95,
+    )
+    bottom = span(
+        {"openinference.span.kind": "LLM", "llm.model_name": MODEL, "llm.provider": "openai"},
+        span_id=22,
+        parent=21,
+        kind=INTERNAL,
+        start=6,
+        end=94,
+    )
     child = span({}, span_id=23, parent=22, kind=INTERNAL, start=7, end=8)
     out = stage().process([top, middle, bottom, child])
     assert out == [top, child]
@@ -665,17 +800,34 @@ def test_collapse_keeps_outer_when_both_foreign_and_chains() -> None:
     ],
 )
 def test_no_collapse_when_not_the_same_call(change: dict[str, Any]) -> None:
-    parent = span({semconv.OPERATION_NAME: change.get("operation", "chat"), semconv.REQUEST_MODEL: MODEL},
-                  span_id=30, kind=INTERNAL, start=0, end=200)
-    child = span({semconv.OPERATION_NAME: "chat", semconv.REQUEST_MODEL: change.get("model", MODEL)},
-                 span_id=31, parent=30, trace_id=change.get("trace_id", 7), kind=change.get("kind", CLIENT),
-                 start=change.get("start", 10), end=change.get("end", 190))
+    parent = span(
+        {semconv.OPERATION_NAME: change.get("operation", "chat"), semconv.REQUEST_MODEL: MODEL},
+        span_id=30,
+        kind=INTERNAL,
+        start=0,
+        end=200,
+    )
+    child = span(
+        {semconv.OPERATION_NAME: "chat", semconv.REQUEST_MODEL: change.get("model", MODEL)},
+        span_id=31,
+        parent=30,
+        trace_id=change.get("trace_id", 7),
+        kind=change.get("kind", CLIENT),
+        start=change.get("start", 10),
+        end=change.get("end", 190),
+    )
     assert stage().process([parent, child]) == [parent, child]
     assert child.parent_span_id == 30
 
 
 def test_collapse_can_be_turned_off() -> None:
     parent = span({semconv.OPERATION_NAME: "chat", semconv.REQUEST_MODEL: MODEL}, span_id=40, start=0, end=200)
-    child = span({"openinference.span.kind": "LLM", "llm.model_name": MODEL}, span_id=41, parent=40, kind=INTERNAL,
-                 start=10, end=190)
+    child = span(
+        {"openinference.span.kind": "LLM", "llm.model_name": MODEL},
+        span_id=41,
+        parent=40,
+        kind=INTERNAL,
+        start=10,
+        end=190,
+    )
     assert stage(collapse_duplicates=False).process([parent, child]) == [parent, child]

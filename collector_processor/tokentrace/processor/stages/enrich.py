@@ -39,18 +39,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokentrace.core import semconv
-from tokentrace.core.pricing import CURRENCY, Cost, PriceBook
+from tokentrace.core.pricing import CURRENCY, PriceBook, Rates
 from tokentrace.core.settings import PRICES_FILE_ENV
-from tokentrace.core.usage import Usage
 from tokentrace.processor import pii
 from tokentrace.processor.model import SpanData
 from tokentrace.processor.stages import PassThroughTiming
 
 NAME = "enrich"
 FINGERPRINT_LENGTH = 16
+_FINGERPRINTS_LIMIT = 4096
 
-_CACHE_WRITE_KEYS = (semconv.RELEASED.usage_cache_creation_input_tokens,
-                     semconv.DEVELOPMENT.usage_cache_creation_input_tokens)
+_CACHE_WRITE_KEYS = (
+    semconv.RELEASED.usage_cache_creation_input_tokens,
+    semconv.DEVELOPMENT.usage_cache_creation_input_tokens,
+)
+_CACHE_KEYS = frozenset({semconv.USAGE_CACHE_READ_INPUT_TOKENS, *_CACHE_WRITE_KEYS})
 _CHAT_OPERATIONS = frozenset({"chat", "invoke_agent", "generate_content"})
 _FINGERPRINT_ROLES = frozenset({"system", "developer", "user"})
 
@@ -64,8 +67,9 @@ def config_from_mapping(cls: Any, data: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{cls.__module__.rsplit('.', 1)[-1]} config: unknown keys {unknown}; "
-                         f"known keys are {sorted(fields)}")
+        raise ValueError(
+            f"{cls.__module__.rsplit('.', 1)[-1]} config: unknown keys {unknown}; known keys are {sorted(fields)}"
+        )
     values: dict[str, Any] = {}
     defaults = cls()
     for key, value in data.items():
@@ -180,7 +184,28 @@ def _int(value: Any) -> int | None:
     return None
 
 
+def _cache_counts(attributes: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(cache read, cache write) input tokens as :func:`_int` reads them."""
+    cache_read = _int(attributes.get(semconv.USAGE_CACHE_READ_INPUT_TOKENS))
+    cache_write = None
+    for key in _CACHE_WRITE_KEYS:  # the released name first, then the development one
+        cache_write = _int(attributes.get(key))
+        if cache_write is not None:
+            break
+    return cache_read, cache_write
+
+
 class EnrichStage(PassThroughTiming):
+    """The stage. Its hot path is a GenAI span without content, and every step on it is cheap:
+
+    * cost: :meth:`PriceBook.price` on the plain token counts (rates cached per provider and model), and
+      the seven attributes written straight into the span (no ``Usage`` or ``Cost`` objects per span);
+    * fingerprint: memoised per (operation, model, instructions), values with their types;
+    * attribution: when the span has none of the configured keys, the answer is its resource's, and the
+      spans of one batch share their resource dict (one per ``ResourceSpans`` in the gateway), so it is
+      looked up once per resource dict and batch.
+    """
+
     name = NAME
 
     def __init__(self, config: Config) -> None:
@@ -189,66 +214,53 @@ class EnrichStage(PassThroughTiming):
         prices_file = config.prices_file or os.environ.get(PRICES_FILE_ENV) or None
         self.prices = PriceBook(prices_file) if config.cost else None
         self._attribution = (
-            (semconv.ATTRIBUTION_TENANT, config.tenant_keys),
-            (semconv.ATTRIBUTION_USER, config.user_keys),
-            (semconv.ATTRIBUTION_FEATURE, config.feature_keys),
-        ) if config.attribution else ()
+            (
+                (semconv.ATTRIBUTION_TENANT, config.tenant_keys),
+                (semconv.ATTRIBUTION_USER, config.user_keys),
+                (semconv.ATTRIBUTION_FEATURE, config.feature_keys),
+            )
+            if config.attribution
+            else ()
+        )
+        targets = {target for target, _ in self._attribution}
+        keys = {key for _, keys in self._attribution for key in keys}
+        # A span with none of these takes its attribution from its resource alone. Not when a target is also
+        # a key: then setting one target changes the next lookup, and only the span-by-span loop is right.
+        self._attribution_gate = frozenset(targets | keys) if targets.isdisjoint(keys) else None
         self._estimator: Any = None
-        self._fingerprints: dict[tuple[Any, Any, str], str] = {}
+        self._fingerprints: dict[tuple[Any, ...], str] = {}
 
     def process(self, batch: list[SpanData]) -> list[SpanData]:
+        by_resource: dict[int, tuple[tuple[str, Any], ...]] = {}  # id(resource dict) -> its attribution
         for span in batch:
             if semconv.OPERATION_NAME in span.attributes:
                 try:
-                    self._enrich(span)
+                    self._enrich(span, by_resource)
                 except Exception:  # a stage never fails the batch over one odd span
                     pass
         return batch
 
-    def _metadata_fingerprint(self, attributes: dict[str, Any]) -> str:
-        """:func:`metadata_fingerprint`, memoised: the same few (operation, model, instructions) recur."""
-        key = (
-            attributes.get(semconv.OPERATION_NAME),
-            attributes.get(semconv.REQUEST_MODEL) or attributes.get(semconv.RESPONSE_MODEL),
-            str(attributes.get(semconv.SYSTEM_INSTRUCTIONS) or ""),
-        )
-        cached = self._fingerprints.get(key)
-        if cached is None:
-            cached = metadata_fingerprint(attributes)
-            if len(self._fingerprints) >= 4096:
-                self._fingerprints.clear()
-            self._fingerprints[key] = cached
-        return cached
-
-    def _enrich(self, span: SpanData) -> None:
+    def _enrich(self, span: SpanData, by_resource: dict[int, tuple[tuple[str, Any], ...]]) -> None:
         config = self.config
         attributes = span.attributes
-        if config.estimate_tokens:
+        if (
+            config.estimate_tokens
+            and semconv.USAGE_INPUT_TOKENS not in attributes
+            and semconv.USAGE_OUTPUT_TOKENS not in attributes
+        ):
             self._estimate(span)
         if self.prices is not None:
-            self._cost(span)
+            self._cost(span, attributes)
         if config.fingerprint and semconv.PROMPT_FINGERPRINT not in attributes:
-            has_content = semconv.INPUT_MESSAGES in attributes or semconv.SYSTEM_INSTRUCTIONS in attributes
-            fingerprint = content_fingerprint(attributes, config.fingerprint_max_chars) if has_content else None
-            if fingerprint is not None:
-                span.set(semconv.PROMPT_FINGERPRINT, fingerprint)
-                span.set(semconv.PROMPT_FINGERPRINT_SOURCE, semconv.FINGERPRINT_SOURCE_CONTENT)
-            else:
-                span.set(semconv.PROMPT_FINGERPRINT, self._metadata_fingerprint(attributes))
-                span.set(semconv.PROMPT_FINGERPRINT_SOURCE, semconv.FINGERPRINT_SOURCE_METADATA)
-        for target, keys in self._attribution:
-            if target in attributes:
-                continue
-            value = _lookup(keys, attributes, span.resource)
-            if value is not None:
-                span.set(target, value)
+            self._fingerprint(span, attributes)
+        if self._attribution:
+            self._attribute(span, attributes, by_resource)
 
     # -- tokens -----------------------------------------------------------------------------------
 
     def _estimate(self, span: SpanData) -> None:
+        """Token counts from captured content, for a span with neither count."""
         attributes = span.attributes
-        if semconv.USAGE_INPUT_TOKENS in attributes or semconv.USAGE_OUTPUT_TOKENS in attributes:
-            return
         raw_input = attributes.get(semconv.INPUT_MESSAGES)
         raw_output = attributes.get(semconv.OUTPUT_MESSAGES)
         if raw_input is None and raw_output is None:
@@ -285,52 +297,131 @@ class EnrichStage(PassThroughTiming):
 
     # -- cost -------------------------------------------------------------------------------------
 
-    def _cost(self, span: SpanData) -> None:
-        attributes = span.attributes
+    def _cost(self, span: SpanData, attributes: dict[str, Any]) -> None:
         has_cost = semconv.USAGE_COST_AMOUNT in attributes
         if has_cost and not self.config.reprice:
             return
         model = attributes.get(semconv.RESPONSE_MODEL) or attributes.get(semconv.REQUEST_MODEL)
-        cache_write = None
-        for key in _CACHE_WRITE_KEYS:  # the released name first, then the development one
-            cache_write = _int(attributes.get(key))
-            if cache_write is not None:
-                break
-        usage = Usage(
-            input_tokens=_int(attributes.get(semconv.USAGE_INPUT_TOKENS)),
-            output_tokens=_int(attributes.get(semconv.USAGE_OUTPUT_TOKENS)),
-            cache_read_input_tokens=_int(attributes.get(semconv.USAGE_CACHE_READ_INPUT_TOKENS)),
-            cache_creation_input_tokens=cache_write,
-            reasoning_output_tokens=_int(attributes.get(semconv.USAGE_REASONING_OUTPUT_TOKENS)),
+        if not model:
+            return
+        input_tokens = attributes.get(semconv.USAGE_INPUT_TOKENS)
+        if type(input_tokens) is not int:  # plain ints, the usual case, skip the call
+            input_tokens = _int(input_tokens)
+        output_tokens = attributes.get(semconv.USAGE_OUTPUT_TOKENS)
+        if type(output_tokens) is not int:
+            output_tokens = _int(output_tokens)
+        if input_tokens is None and output_tokens is None:
+            return
+        # Cache counts are absent from most spans: one C-level test for all three names.
+        cache_read, cache_write = (
+            (None, None) if attributes.keys().isdisjoint(_CACHE_KEYS) else _cache_counts(attributes)
         )
-        if not model or not usage.known:
-            return
-        provider = str(attributes.get(semconv.PROVIDER_NAME) or attributes.get(semconv.SYSTEM) or "")
+        provider = attributes.get(semconv.PROVIDER_NAME) or attributes.get(semconv.SYSTEM) or ""
         assert self.prices is not None
-        result = self.prices.cost(provider, str(model), usage)
-        if isinstance(result, str):
+        priced = self.prices.price(
+            provider if type(provider) is str else str(provider),
+            model if type(model) is str else str(model),
+            input_tokens,
+            output_tokens,
+            cache_read,
+            cache_write,
+        )
+        if isinstance(priced, str):
             if not has_cost and semconv.COST_UNAVAILABLE_REASON not in attributes:
-                span.set(semconv.COST_UNAVAILABLE_REASON, result)
+                span.set(semconv.COST_UNAVAILABLE_REASON, priced)
             return
-        if has_cost and result.source != semconv.COST_SOURCE_PRICE_FILE:
+        rates, input_cost, output_cost = priced
+        if has_cost and rates.source != semconv.COST_SOURCE_PRICE_FILE:
             return  # reprice replaces only what the central price file corrects
-        _set_cost(span, result)
+        _set_cost(span, rates, input_cost, output_cost)
+
+    # -- fingerprint and attribution --------------------------------------------------------------
+
+    def _fingerprint(self, span: SpanData, attributes: dict[str, Any]) -> None:
+        fingerprint = None
+        if semconv.INPUT_MESSAGES in attributes or semconv.SYSTEM_INSTRUCTIONS in attributes:
+            fingerprint = content_fingerprint(attributes, self.config.fingerprint_max_chars)
+        if fingerprint is not None:
+            attributes[semconv.PROMPT_FINGERPRINT] = fingerprint
+            attributes[semconv.PROMPT_FINGERPRINT_SOURCE] = semconv.FINGERPRINT_SOURCE_CONTENT
+        else:
+            attributes[semconv.PROMPT_FINGERPRINT] = self._metadata_fingerprint(attributes)
+            attributes[semconv.PROMPT_FINGERPRINT_SOURCE] = semconv.FINGERPRINT_SOURCE_METADATA
+        span.changed = True
+
+    def _metadata_fingerprint(self, attributes: dict[str, Any]) -> str:
+        """:func:`metadata_fingerprint`, memoised: the same few (operation, model, instructions) recur.
+        The key holds the types too: 1, 1.0 and True are equal keys but different strings."""
+        operation = attributes.get(semconv.OPERATION_NAME)
+        model = attributes.get(semconv.REQUEST_MODEL) or attributes.get(semconv.RESPONSE_MODEL)
+        instructions = attributes.get(semconv.SYSTEM_INSTRUCTIONS)
+        text = str(instructions) if instructions else ""
+        if type(operation) is str and type(model) is str:  # the usual case: no types needed to tell keys apart
+            key: tuple[Any, ...] = (operation, model, text)
+        else:
+            key = (type(operation), operation, type(model), model, text)
+        try:
+            cached = self._fingerprints.get(key)
+        except TypeError:  # an unhashable value (a list): computed, not remembered
+            return metadata_fingerprint(attributes)
+        if cached is None:
+            cached = metadata_fingerprint(attributes)
+            if len(self._fingerprints) >= _FINGERPRINTS_LIMIT:
+                self._fingerprints.clear()
+            self._fingerprints[key] = cached
+        return cached
+
+    def _attribute(
+        self, span: SpanData, attributes: dict[str, Any], by_resource: dict[int, tuple[tuple[str, Any], ...]]
+    ) -> None:
+        gate = self._attribution_gate
+        if gate is not None and attributes.keys().isdisjoint(gate):
+            # Nothing on the span itself: the answer is its resource's. Keyed by id() only within one
+            # process() call, while the batch keeps the resource dicts alive and nothing changes them.
+            resource = span.resource
+            found = by_resource.get(id(resource))
+            if found is None:
+                found = self._resource_attribution(resource)
+                if found is not None:
+                    by_resource[id(resource)] = found
+            if found is not None:
+                for target, value in found:
+                    span.set(target, value)
+                return
+        for target, keys in self._attribution:
+            if target in attributes:
+                continue
+            value = _lookup(keys, attributes, span.resource)
+            if value is not None:
+                span.set(target, value)
+
+    def _resource_attribution(self, resource: dict[str, Any]) -> tuple[tuple[str, Any], ...] | None:
+        """(target, value) for each attribution found in ``resource`` alone, in the configured order; None
+        when a value cannot be compared, so that the span-by-span loop sets what it can before it raises."""
+        found = []
+        try:
+            for target, keys in self._attribution:
+                value = _lookup(keys, {}, resource)
+                if value is not None:
+                    found.append((target, value))
+        except Exception:
+            return None
+        return tuple(found)
 
 
-def _set_cost(span: SpanData, cost: Cost) -> None:
-    span.attributes.update(  # one update, in the order of seven span.set calls
-        {
-            semconv.USAGE_COST_AMOUNT: cost.total,
-            semconv.USAGE_COST_CURRENCY: CURRENCY,
-            semconv.USAGE_COST_SOURCE: cost.source,
-            semconv.COST_INPUT: cost.input,
-            semconv.COST_OUTPUT: cost.output,
-            semconv.COST_PRICING_MODEL: cost.pricing_model,
-            semconv.COST_PRICING_VERSION: cost.pricing_version,
-        }
-    )
+def _set_cost(span: SpanData, rates: Rates, input_cost: float, output_cost: float) -> None:
+    """The seven cost attributes, in the order the instrumentation sets them (as seven ``span.set``)."""
+    attributes = span.attributes
+    attributes[semconv.USAGE_COST_AMOUNT] = input_cost + output_cost
+    attributes[semconv.USAGE_COST_CURRENCY] = CURRENCY
+    attributes[semconv.USAGE_COST_SOURCE] = rates.source
+    attributes[semconv.COST_INPUT] = input_cost
+    attributes[semconv.COST_OUTPUT] = output_cost
+    attributes[semconv.COST_PRICING_MODEL] = rates.pricing_model
+    attributes[semconv.COST_PRICING_VERSION] = rates.version
     span.changed = True
-    span.pop(semconv.COST_UNAVAILABLE_REASON)
+    if semconv.COST_UNAVAILABLE_REASON in attributes:
+        del attributes[semconv.COST_UNAVAILABLE_REASON]
 
 
 def _lookup(keys: tuple[str, ...], attributes: dict[str, Any], resource: dict[str, Any]) -> Any:
@@ -347,5 +438,11 @@ def build(config: Config | None = None) -> EnrichStage:
 
 
 __all__ = [
-    "Config", "EnrichStage", "build", "config_from_mapping", "content_fingerprint", "metadata_fingerprint", "skeleton",
+    "Config",
+    "EnrichStage",
+    "build",
+    "config_from_mapping",
+    "content_fingerprint",
+    "metadata_fingerprint",
+    "skeleton",
 ]

@@ -56,8 +56,12 @@ NAME = "flags"
 ENTRY_POINT_GROUP = "tokentrace.detectors"
 
 BUILTIN_CHECKS = (
-    semconv.FLAG_EMPTY, semconv.FLAG_TOO_SHORT, semconv.FLAG_REFUSAL, semconv.FLAG_TRUNCATED,
-    semconv.FLAG_BOILERPLATE, semconv.FLAG_TOOL_ERROR,
+    semconv.FLAG_EMPTY,
+    semconv.FLAG_TOO_SHORT,
+    semconv.FLAG_REFUSAL,
+    semconv.FLAG_TRUNCATED,
+    semconv.FLAG_BOILERPLATE,
+    semconv.FLAG_TOOL_ERROR,
 )
 TRUNCATION_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "model_length"})
 FILTER_REASONS = frozenset({"content_filter", "safety", "refusal", "prohibited_content", "blocklist"})
@@ -82,8 +86,15 @@ DEFAULT_BOILERPLATE_PATTERNS = (
     r"\bAs of my (?:last )?(?:knowledge )?(?:update|training)\b",
 )
 DEFAULT_DETAIL_PATTERNS = (
-    r"\bin (?:great |more |full )?detail\b", r"\bdetailed\b", r"\bstep[- ]by[- ]step\b", r"\bexplain\b",
-    r"\belaborate\b", r"\bcomprehensive\b", r"\bthorough(?:ly)?\b", r"\bin depth\b", r"\bfull report\b",
+    r"\bin (?:great |more |full )?detail\b",
+    r"\bdetailed\b",
+    r"\bstep[- ]by[- ]step\b",
+    r"\bexplain\b",
+    r"\belaborate\b",
+    r"\bcomprehensive\b",
+    r"\bthorough(?:ly)?\b",
+    r"\bin depth\b",
+    r"\bfull report\b",
 )
 _ERROR_TEXT = re.compile(
     r"^\s*(?:error|exception|failed|failure|fatal)\b|Traceback \(most recent call last\)|"
@@ -164,18 +175,25 @@ def load_detector(name: str) -> Detector:
                 except AttributeError:
                     pass
             return detector
-    raise ValueError(f"flags: no detector {name!r}: built in is 'pii', others come from the "
-                     f"{ENTRY_POINT_GROUP!r} entry points")
+    raise ValueError(
+        f"flags: no detector {name!r}: built in is 'pii', others come from the {ENTRY_POINT_GROUP!r} entry points"
+    )
 
 
-def _finish_reasons(attributes: dict[str, Any], outputs: Iterable[dict[str, Any]]) -> set[str]:
-    reasons = attributes.get(semconv.RESPONSE_FINISH_REASONS)
+def _finish_reasons(reasons: Any, outputs: Iterable[dict[str, Any]]) -> set[str]:
+    """The finish reasons, lower-cased: ``reasons`` (the attribute's value) and the output messages'."""
     found = {reasons} if isinstance(reasons, str) else {str(r) for r in reasons or ()}
     for message in outputs:
         reason = message.get("finish_reason")
         if isinstance(reason, str):
             found.add(reason)
     return {r.lower() for r in found}
+
+
+def _reason_classes(reasons: Any) -> tuple[bool, bool]:
+    """(any truncation reason, any filter reason) among the attribute value ``reasons``."""
+    found = _finish_reasons(reasons, ())
+    return bool(found & TRUNCATION_REASONS), bool(found & FILTER_REASONS)
 
 
 def _int(value: Any) -> int | None:
@@ -209,29 +227,30 @@ class FlagsStage(PassThroughTiming):
         )
 
     def process(self, batch: list[SpanData]) -> list[SpanData]:
+        plain = not self.detectors
         for span in batch:
-            if semconv.OPERATION_NAME in span.attributes:
+            attributes = span.attributes
+            if semconv.OPERATION_NAME in attributes:
                 try:
-                    self._flag(span)
+                    # evaluate()'s dispatch, inlined: most spans carry no content and take the short rules.
+                    if plain and semconv.OUTPUT_MESSAGES not in attributes and semconv.INPUT_MESSAGES not in attributes:
+                        raised = self._evaluate_without_content(span, attributes)
+                    else:
+                        raised = self.evaluate(span)
+                    if raised:
+                        _raise(span, raised)
                 except Exception:
                     pass
         return batch
 
-    def _flag(self, span: SpanData) -> None:
-        raised = self.evaluate(span)
-        if not raised:
-            return
-        existing = span.attributes.get(semconv.FLAGS) or ()
-        names = sorted(set(existing) | raised)
-        for name in raised:
-            span.set(semconv.FLAG_PREFIX + name, True)
-        span.set(semconv.FLAGS, names)
-
     def evaluate(self, span: SpanData) -> set[str]:
         """The names of the flags ``span`` raises (without changing it)."""
         attributes = span.attributes
-        if (not self.detectors and semconv.OUTPUT_MESSAGES not in attributes
-                and semconv.INPUT_MESSAGES not in attributes):
+        if (
+            not self.detectors
+            and semconv.OUTPUT_MESSAGES not in attributes
+            and semconv.INPUT_MESSAGES not in attributes
+        ):
             return self._evaluate_without_content(span, attributes)
         raised: set[str] = set()
         checks = self.checks
@@ -241,43 +260,64 @@ class FlagsStage(PassThroughTiming):
         answer = "\n".join(output_texts)
         output_tokens = _int(attributes.get(semconv.USAGE_OUTPUT_TOKENS))
         max_tokens = _int(attributes.get(semconv.REQUEST_MAX_TOKENS))
-        reasons = _finish_reasons(attributes, outputs)
+        reasons = _finish_reasons(attributes.get(semconv.RESPONSE_FINISH_REASONS), outputs)
         failed = semconv.ERROR_TYPE in attributes or span.status_code == STATUS_ERROR
         answers = operation not in _NO_ANSWER_OPERATIONS
 
         if answers and not failed and semconv.FLAG_EMPTY in checks:
             has_tool_call = any(
                 isinstance(part, dict) and part.get("type") == "tool_call"
-                for m in outputs for part in (m.get("parts") or ())
+                for m in outputs
+                for part in (m.get("parts") or ())
             )
             if output_tokens == 0 or (
-                semconv.OUTPUT_MESSAGES in attributes and outputs and not answer.strip() and not has_tool_call
+                semconv.OUTPUT_MESSAGES in attributes
+                and outputs
+                and not answer.strip()
+                and not has_tool_call
                 and not _has_refusal_part(outputs)
             ):
                 raised.add(semconv.FLAG_EMPTY)
 
-        if answers and semconv.FLAG_TRUNCATED in checks and (
-            reasons & TRUNCATION_REASONS
-            or (max_tokens and output_tokens is not None and output_tokens >= max_tokens)
+        if (
+            answers
+            and semconv.FLAG_TRUNCATED in checks
+            and (
+                reasons & TRUNCATION_REASONS
+                or (max_tokens and output_tokens is not None and output_tokens >= max_tokens)
+            )
         ):
             raised.add(semconv.FLAG_TRUNCATED)
 
         if answers and not failed and semconv.FLAG_TOO_SHORT in checks and output_tokens:
-            by_ratio = bool(self.config.short_ratio and max_tokens
-                            and output_tokens < self.config.short_ratio * max_tokens)
-            if by_ratio or (self.detail is not None and output_tokens < self.config.detail_min_tokens
-                            and self._asks_for_detail(attributes)):
+            by_ratio = bool(
+                self.config.short_ratio and max_tokens and output_tokens < self.config.short_ratio * max_tokens
+            )
+            if by_ratio or (
+                self.detail is not None
+                and output_tokens < self.config.detail_min_tokens
+                and self._asks_for_detail(attributes)
+            ):
                 raised.add(semconv.FLAG_TOO_SHORT)
 
-        if answers and semconv.FLAG_REFUSAL in checks and (
-            reasons & FILTER_REASONS
-            or _has_refusal_part(outputs)
-            or (self.refusal is not None and answer and self.refusal.search(answer[:2000]))
+        if (
+            answers
+            and semconv.FLAG_REFUSAL in checks
+            and (
+                reasons & FILTER_REASONS
+                or _has_refusal_part(outputs)
+                or (self.refusal is not None and answer and self.refusal.search(answer[:2000]))
+            )
         ):
             raised.add(semconv.FLAG_REFUSAL)
 
-        if (answers and semconv.FLAG_BOILERPLATE in checks and answer and self.boilerplate is not None
-                and self.boilerplate.search(answer)):
+        if (
+            answers
+            and semconv.FLAG_BOILERPLATE in checks
+            and answer
+            and self.boilerplate is not None
+            and self.boilerplate.search(answer)
+        ):
             raised.add(semconv.FLAG_BOILERPLATE)
 
         if semconv.FLAG_TOOL_ERROR in checks and self._tool_error(span, operation, failed):
@@ -300,28 +340,46 @@ class FlagsStage(PassThroughTiming):
 
     def _evaluate_without_content(self, span: SpanData, attributes: dict[str, Any]) -> set[str]:
         """:meth:`evaluate` for a span without captured messages (content capture is off by default):
-        the same rules, minus those that read an answer or a prompt, which cannot fire here."""
-        raised: set[str] = set()
-        checks = self.checks
+        the same rules, minus those that read an answer or a prompt, which cannot fire here. Every
+        value is read (and may raise) as :meth:`evaluate` reads it, before any rule."""
         operation = attributes.get(semconv.OPERATION_NAME)
-        output_tokens = _int(attributes.get(semconv.USAGE_OUTPUT_TOKENS))
-        max_tokens = _int(attributes.get(semconv.REQUEST_MAX_TOKENS))
-        reasons = _finish_reasons(attributes, ())
+        output_tokens = attributes.get(semconv.USAGE_OUTPUT_TOKENS)
+        if type(output_tokens) is not int:  # plain ints, the usual case, skip the call
+            output_tokens = _int(output_tokens)
+        max_tokens = attributes.get(semconv.REQUEST_MAX_TOKENS)
+        if type(max_tokens) is not int:
+            max_tokens = _int(max_tokens)
+        reasons = attributes.get(semconv.RESPONSE_FINISH_REASONS)
+        if reasons is None:
+            truncated_reason = filter_reason = False
+        elif (type(reasons) is list or type(reasons) is tuple) and len(reasons) == 1 and type(reasons[0]) is str:
+            reason = reasons[0].lower()  # the usual value, one reason: no sets to build
+            truncated_reason, filter_reason = reason in TRUNCATION_REASONS, reason in FILTER_REASONS
+        else:
+            truncated_reason, filter_reason = _reason_classes(reasons)
         failed = semconv.ERROR_TYPE in attributes or span.status_code == STATUS_ERROR
+        checks = self.checks
+        raised: set[str] = set()
         if operation not in _NO_ANSWER_OPERATIONS:
             if not failed and output_tokens == 0 and semconv.FLAG_EMPTY in checks:
                 raised.add(semconv.FLAG_EMPTY)
-            if semconv.FLAG_TRUNCATED in checks and (
-                reasons & TRUNCATION_REASONS
-                or (max_tokens and output_tokens is not None and output_tokens >= max_tokens)
-            ):
+            if (
+                truncated_reason or (max_tokens and output_tokens is not None and output_tokens >= max_tokens)
+            ) and semconv.FLAG_TRUNCATED in checks:
                 raised.add(semconv.FLAG_TRUNCATED)
-            if (not failed and semconv.FLAG_TOO_SHORT in checks and output_tokens and self.config.short_ratio
-                    and max_tokens and output_tokens < self.config.short_ratio * max_tokens):
+            short_ratio = self.config.short_ratio
+            if (
+                short_ratio
+                and not failed
+                and output_tokens
+                and max_tokens
+                and output_tokens < short_ratio * max_tokens
+                and semconv.FLAG_TOO_SHORT in checks
+            ):
                 raised.add(semconv.FLAG_TOO_SHORT)
-            if semconv.FLAG_REFUSAL in checks and reasons & FILTER_REASONS:
+            if filter_reason and semconv.FLAG_REFUSAL in checks:
                 raised.add(semconv.FLAG_REFUSAL)
-        if semconv.FLAG_TOOL_ERROR in checks and operation == "execute_tool" and failed:
+        if failed and operation == "execute_tool" and semconv.FLAG_TOOL_ERROR in checks:
             raised.add(semconv.FLAG_TOOL_ERROR)
         return raised
 
@@ -347,17 +405,29 @@ class FlagsStage(PassThroughTiming):
                 break
             latest.extend(message.get("parts") or ())
         for part in latest:
-            if isinstance(part, dict) and part.get("type") == "tool_call_response" and _looks_like_error(
-                part.get("response")
+            if (
+                isinstance(part, dict)
+                and part.get("type") == "tool_call_response"
+                and _looks_like_error(part.get("response"))
             ):
                 return True
         return False
 
 
+def _raise(span: SpanData, raised: set[str]) -> None:
+    """``tokentrace.flag.<name> = true`` for each raised flag, and the sorted list of all of them."""
+    existing = span.attributes.get(semconv.FLAGS) or ()
+    names = sorted(set(existing) | raised)
+    for name in raised:
+        span.set(semconv.FLAG_PREFIX + name, True)
+    span.set(semconv.FLAGS, names)
+
+
 def _has_refusal_part(outputs: list[dict[str, Any]]) -> bool:
     return any(
         isinstance(part, dict) and part.get("type") == "refusal"
-        for message in outputs for part in (message.get("parts") or ())
+        for message in outputs
+        for part in (message.get("parts") or ())
     )
 
 

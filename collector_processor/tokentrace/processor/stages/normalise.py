@@ -63,7 +63,10 @@ receiving them from different processes) are not collapsed.
 
 Cost: a span with no foreign name costs one ``frozenset.isdisjoint`` over its keys (``TRIGGER_KEYS``:
 the exact foreign names plus the index-0 keys of the flattened message families, which always start
-at 0), about 1 µs with the collapse check; prefixes are scanned only on spans that matched.
+at 0); prefixes are scanned only on spans that matched. The collapse check costs one operation lookup
+per span and one set test per batch: unless some inference span's parent id is another inference
+span's id, nothing can collapse and the keyed pass is skipped. (A memo of the trigger test per key
+tuple, as redact keeps, was measured slower: building and hashing the tuple costs more than the test.)
 """
 
 from __future__ import annotations
@@ -767,21 +770,35 @@ def _duplicates(parent: SpanData, child: SpanData) -> bool:
     return not _models(parent).isdisjoint(_models(child))
 
 
+def _may_nest(inference: list[SpanData]) -> bool:
+    """Whether an inference span's parent id is an inference span's id (of any trace): without such a
+    pair nothing collapses, and the usual batch (inference spans under HTTP or agent spans) is done after
+    one set test instead of a keyed lookup per span."""
+    try:
+        return not {span.span_id for span in inference}.isdisjoint([span.parent_span_id for span in inference])
+    except TypeError:  # an unhashable id: the full pass decides, as it always has
+        return True
+
+
 def collapse_duplicates(batch: list[SpanData]) -> list[SpanData]:
     """Drop the inner or outer span of each stacked-wrapper pair in ``batch`` (see the module docstring)."""
+    inference = [span for span in batch if span.attributes.get(semconv.OPERATION_NAME) in INFERENCE_OPERATIONS]
+    if len(inference) < 2 or not _may_nest(inference):
+        return batch
     by_id: dict[tuple[int, int], SpanData] = {}
     nested = False
-    for span in batch:
-        if span.attributes.get(semconv.OPERATION_NAME) in INFERENCE_OPERATIONS:
-            by_id[(span.trace_id, span.span_id)] = span
-            nested = nested or span.parent_span_id is not None
+    for span in inference:
+        by_id[(span.trace_id, span.span_id)] = span
+        nested = nested or span.parent_span_id is not None
     if len(by_id) < 2 or not nested:
         return batch
     replaced: dict[tuple[int, int], SpanData] = {}  # dropped span -> the span that absorbed it
 
     def resolve(key: tuple[int, int]) -> SpanData | None:
         span = by_id.get(key)
-        while key in replaced:
+        seen = set()
+        while key in replaced and key not in seen:  # malformed input (repeated ids) may chain in a loop
+            seen.add(key)
             span = replaced[key]
             key = (span.trace_id, span.span_id)
         return span
@@ -793,6 +810,8 @@ def collapse_duplicates(batch: list[SpanData]) -> list[SpanData]:
         parent = resolve((span.trace_id, span.parent_span_id))
         child = span
         if parent is None or parent is child or not _duplicates(parent, child):
+            continue
+        if (parent.trace_id, parent.span_id) == child_key:  # two spans sharing one id: not a wrapper pair
             continue
         parent_native = NORMALISED_FROM not in parent.attributes
         child_native = NORMALISED_FROM not in child.attributes
