@@ -57,19 +57,20 @@ def decode_value(value: Any) -> Any:
     return _GETTERS[kind](value)
 
 
+def attribute_value(value: Any) -> Any:
+    """An attribute's ``AnyValue`` as the SDK holds it: :func:`decode_value`, but an array as a tuple
+    (values inside maps stay plain lists)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "array_value":
+        return tuple(_array(value))
+    return _GETTERS[kind](value)
+
+
 def decode_attributes(key_values: Iterable[Any]) -> dict[str, Any]:
-    """Attributes as the SDK holds them: arrays as tuples (values inside maps stay plain lists)."""
-    out = {}
-    for kv in key_values:
-        value = kv.value
-        kind = value.WhichOneof("value")
-        if kind == "string_value":
-            out[kv.key] = value.string_value
-        elif kind == "array_value":
-            out[kv.key] = tuple(_array(value))
-        else:
-            out[kv.key] = _GETTERS[kind](value)
-    return out
+    """Attributes (``KeyValue`` messages) as the SDK holds them (see :func:`attribute_value`)."""
+    return {kv.key: attribute_value(kv.value) for kv in key_values}
 
 
 def encode_value(value: Any) -> AnyValue:
@@ -116,9 +117,7 @@ def entry(data: bytes) -> tuple[str, Any]:
     pair = _string_entry(data)
     if pair is None:
         kv = KeyValue.FromString(data)
-        value = kv.value
-        kind = value.WhichOneof("value")
-        pair = (kv.key, tuple(_array(value))) if kind == "array_value" else (kv.key, _GETTERS[kind](value))
+        pair = kv.key, attribute_value(kv.value)
     key = pair[0]
     if len(data) <= ENTRY_MAX_BYTES and key not in _volatile_keys:
         value = pair[1]
