@@ -540,8 +540,9 @@ def test_spans_added_without_marks_are_evaluated() -> None:
 
 
 def test_a_value_whose_equality_raises() -> None:
-    """Marking compares values with True before reading the PII flag, so such a value raises there where
-    FlaggedPolicy (which reads the PII flag first) does not: the trace is evaluated span by span."""
+    """Marking runs FlaggedPolicy's own test: a span flagged before the odd value is compared is marked
+    flagged, as the policy finds it; one whose test reaches the odd value is marked unknown, and its
+    trace is then evaluated span by span (where the policy's exception counts as not sampled)."""
 
     class Odd:
         def __eq__(self, other: object) -> bool:
@@ -551,7 +552,13 @@ def test_a_value_whose_equality_raises() -> None:
 
     span = SpanData(1, 1, None, "s", 0, 0, 1, {"app.odd": Odd(), semconv.PII_DETECTED: True})
     (mark,) = span_marks([span])
-    assert mark == MARK_UNKNOWN
+    assert mark == MARK_FLAGGED
     assert ref_combine([FlaggedPolicy()], [span]) == (True, "flagged", ALWAYS_TH)
     verdict = combine([FlaggedPolicy()], [span], mark)
     assert (verdict.kept, verdict.reason) == (True, "flagged")
+    unflagged = SpanData(2, 1, None, "s", 0, 0, 1, {"app.odd": Odd()})
+    (mark,) = span_marks([unflagged])
+    assert mark == MARK_UNKNOWN
+    verdict = combine([FlaggedPolicy()], [unflagged], mark)
+    assert ref_combine([FlaggedPolicy()], [unflagged]) == (False, None, ALWAYS_TH)
+    assert (verdict.kept, verdict.reason, verdict.threshold) == (False, None, ALWAYS_TH)

@@ -8,8 +8,9 @@ with the same probability keeps the same traces without talking to the others.
 
 Speed: the error and flagged policies look at every span of every trace, and by the time a trace is
 decided its spans have left the CPU's caches. So :func:`span_marks` notes, as each span arrives, the
-two facts they need (one pass over the batch, no call per span), and :func:`combine` given a trace's
-OR-ed marks answers for those two policies without reading the spans again. A mark gives the answer
+two facts they need (one pass over the batch, with the policies' own per-span tests), and
+:func:`combine` given a trace's OR-ed marks answers for those two policies without reading the spans
+again. A mark gives the answer
 of ``evaluate`` for its span; when noting a span raises, the trace is marked unknown and its policies
 evaluate span by span as before (where an exception makes the policy not sample).
 Marks are taken when a span arrives: the sampler is the pipeline's last stage, so nothing changes a
@@ -107,10 +108,12 @@ class ErrorPolicy:
     name = "error"
 
     def evaluate(self, trace: Trace) -> Decision:
-        for span in trace:
-            if span.status_code == STATUS_ERROR or span.attributes.get(_ERROR_TYPE):
-                return Decision.SAMPLE
-        return Decision.NOT_SAMPLED
+        return Decision.SAMPLE if any(map(_errored, trace)) else Decision.NOT_SAMPLED
+
+
+def _errored(span: SpanData) -> bool:
+    """ErrorPolicy's test of one span (shared with :func:`span_marks`)."""
+    return span.status_code == STATUS_ERROR or bool(span.attributes.get(_ERROR_TYPE))
 
 
 class LatencyPolicy:
@@ -153,6 +156,17 @@ class CostPolicy:
         return Decision.SAMPLE if total is not None and total >= self.threshold_usd else Decision.NOT_SAMPLED
 
 
+def _flagged(attributes: Mapping[str, object]) -> bool:
+    """FlaggedPolicy's test of one span's attributes (shared with :func:`span_marks`). ``True in values()``
+    is a C-level pre-check (most spans carry no true value at all) before the Python scan for a true
+    ``tokentrace.flag.*`` key."""
+    return bool(
+        attributes.get(_FLAGS)
+        or attributes.get(_PII_DETECTED) is True
+        or (True in attributes.values() and _true_flag(attributes))
+    )
+
+
 def _true_flag(attributes: Mapping[str, object]) -> bool:
     return any(value is True and key.startswith(semconv.FLAG_PREFIX) for key, value in attributes.items())
 
@@ -163,35 +177,18 @@ class FlaggedPolicy:
     name = "flagged"
 
     def evaluate(self, trace: Trace) -> Decision:
-        # One loop without a call per span; `True in values()` is a C-level pre-check (most spans carry
-        # no true value at all) before the Python scan for a true tokentrace.flag.* key.
-        for span in trace:
-            attributes = span.attributes
-            if (
-                attributes.get(_FLAGS)
-                or attributes.get(_PII_DETECTED) is True
-                or (True in attributes.values() and _true_flag(attributes))
-            ):
-                return Decision.SAMPLE
-        return Decision.NOT_SAMPLED
+        return Decision.SAMPLE if any(_flagged(span.attributes) for span in trace) else Decision.NOT_SAMPLED
 
 
 def span_marks(spans: Iterable[SpanData]) -> list[int]:
-    """One mark per span: ErrorPolicy's and FlaggedPolicy's per-span tests, inlined in one loop.
-
-    The flagged test looks for a true PII value only when some value is True (a span with a true PII
-    value has one). That order may raise where FlaggedPolicy would not (a value whose ``==`` raises,
-    before the PII value): the span is then marked unknown and the policy evaluates it as ever.
-    """
+    """One mark per span: ErrorPolicy's and FlaggedPolicy's per-span tests (a test that raises marks the
+    span unknown, and the policies then evaluate its trace span by span, as ever)."""
     marks: list[int] = []
     append = marks.append
     for span in spans:
         try:
-            attributes = span.attributes
-            mark = MARK_ERROR if span.status_code == STATUS_ERROR or attributes.get(_ERROR_TYPE) else 0
-            if attributes.get(_FLAGS) or (
-                True in attributes.values() and (attributes.get(_PII_DETECTED) is True or _true_flag(attributes))
-            ):
+            mark = MARK_ERROR if _errored(span) else 0
+            if _flagged(span.attributes):
                 mark |= MARK_FLAGGED
         except Exception:
             mark = MARK_UNKNOWN
