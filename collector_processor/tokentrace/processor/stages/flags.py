@@ -192,6 +192,11 @@ def _finish_reasons(reasons: Any, outputs: Iterable[dict[str, Any]]) -> set[str]
 
 def _reason_classes(reasons: Any) -> tuple[bool, bool]:
     """(any truncation reason, any filter reason) among the attribute value ``reasons``."""
+    if reasons is None:
+        return False, False
+    if (type(reasons) is list or type(reasons) is tuple) and len(reasons) == 1 and type(reasons[0]) is str:
+        reason = reasons[0].lower()  # the usual value, one reason: no sets to build
+        return reason in TRUNCATION_REASONS, reason in FILTER_REASONS
     found = _finish_reasons(reasons, ())
     return bool(found & TRUNCATION_REASONS), bool(found & FILTER_REASONS)
 
@@ -227,16 +232,10 @@ class FlagsStage(PassThroughTiming):
         )
 
     def process(self, batch: list[SpanData]) -> list[SpanData]:
-        plain = not self.detectors
         for span in batch:
-            attributes = span.attributes
-            if semconv.OPERATION_NAME in attributes:
+            if semconv.OPERATION_NAME in span.attributes:
                 try:
-                    # evaluate()'s dispatch, inlined: most spans carry no content and take the short rules.
-                    if plain and semconv.OUTPUT_MESSAGES not in attributes and semconv.INPUT_MESSAGES not in attributes:
-                        raised = self._evaluate_without_content(span, attributes)
-                    else:
-                        raised = self.evaluate(span)
+                    raised = self.evaluate(span)
                     if raised:
                         _raise(span, raised)
                 except Exception:
@@ -349,14 +348,7 @@ class FlagsStage(PassThroughTiming):
         max_tokens = attributes.get(semconv.REQUEST_MAX_TOKENS)
         if type(max_tokens) is not int:
             max_tokens = _int(max_tokens)
-        reasons = attributes.get(semconv.RESPONSE_FINISH_REASONS)
-        if reasons is None:
-            truncated_reason = filter_reason = False
-        elif (type(reasons) is list or type(reasons) is tuple) and len(reasons) == 1 and type(reasons[0]) is str:
-            reason = reasons[0].lower()  # the usual value, one reason: no sets to build
-            truncated_reason, filter_reason = reason in TRUNCATION_REASONS, reason in FILTER_REASONS
-        else:
-            truncated_reason, filter_reason = _reason_classes(reasons)
+        truncated_reason, filter_reason = _reason_classes(attributes.get(semconv.RESPONSE_FINISH_REASONS))
         failed = semconv.ERROR_TYPE in attributes or span.status_code == STATUS_ERROR
         checks = self.checks
         raised: set[str] = set()
