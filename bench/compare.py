@@ -45,11 +45,23 @@ STREAM_CHUNKS = 50  # workload.STREAM_CONTENT_CHUNKS
 #   some and only 0.66b1 of others, and pip's backtracking gives up (or falls back to openlit 1.26),
 #   so the contrib packages are pinned to the newest version all of them have.
 _OPENLIT_CONTRIB = [
-    "instrumentation", "instrumentation-aiohttp-client", "instrumentation-asgi", "instrumentation-django",
-    "instrumentation-falcon", "instrumentation-fastapi", "instrumentation-flask", "instrumentation-httpx",
-    "instrumentation-pyramid", "instrumentation-requests", "instrumentation-starlette",
-    "instrumentation-tornado", "instrumentation-urllib", "instrumentation-urllib3",
-    "instrumentation-wsgi", "semantic-conventions", "util-http",
+    "instrumentation",
+    "instrumentation-aiohttp-client",
+    "instrumentation-asgi",
+    "instrumentation-django",
+    "instrumentation-falcon",
+    "instrumentation-fastapi",
+    "instrumentation-flask",
+    "instrumentation-httpx",
+    "instrumentation-pyramid",
+    "instrumentation-requests",
+    "instrumentation-starlette",
+    "instrumentation-tornado",
+    "instrumentation-urllib",
+    "instrumentation-urllib3",
+    "instrumentation-wsgi",
+    "semantic-conventions",
+    "util-http",
 ]
 REQUIREMENTS: dict[str, list[str]] = {
     # the tree itself, non-editable; bpe-openai ships tiktoken's encodings for its offline prefetch
@@ -127,11 +139,14 @@ def _clean_env() -> dict[str, str]:
 def run_workload(venv: Path, setup: str, extra: list[str], timeout: float) -> dict[str, Any]:
     command = [str(_python(venv)), str(WORKLOAD), "--setup", setup, "--json", *extra]
     # Run from outside the tree, so the venv's installed tokentrace is imported, not ./instrumentation.
-    result = subprocess.run(command, capture_output=True, text=True, env=_clean_env(), cwd=str(CACHE),
-                            timeout=timeout)
+    result = subprocess.run(command, capture_output=True, text=True, env=_clean_env(), cwd=str(CACHE), timeout=timeout)
     if result.returncode != 0:
-        return {"setup": setup, "skipped": f"workload failed (exit {result.returncode}): "
-                f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else '?'}", "results": {}}
+        return {
+            "setup": setup,
+            "skipped": f"workload failed (exit {result.returncode}): "
+            f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else '?'}",
+            "results": {},
+        }
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -164,13 +179,29 @@ def measure_setup(setup: str, extra: list[str], paired: bool, timeout: float) ->
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
-    return "| " + " | ".join(cell.rjust(width) if index > 1 else cell.ljust(width)
-                             for index, (cell, width) in enumerate(zip(cells, widths, strict=True))) + " |"
+    return (
+        "| "
+        + " | ".join(
+            cell.rjust(width) if index > 1 else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+        + " |"
+    )
 
 
 def table(documents: list[dict[str, Any]]) -> str:
-    header = ["setup", "case", "µs/call", "baseline µs", "added µs", "ratio", "added µs (CPU)",
-              "added µs/chunk", "µs/chunk net of call", "spans/call"]
+    header = [
+        "setup",
+        "case",
+        "µs/call",
+        "baseline µs",
+        "added µs",
+        "ratio",
+        "added µs (CPU)",
+        "added µs/chunk",
+        "µs/chunk net of call",
+        "spans/call",
+    ]
     rows: list[list[str]] = []
     for document in documents:
         if "skipped" in document:
@@ -188,16 +219,23 @@ def table(documents: list[dict[str, Any]]) -> str:
                 if "chat" in added:
                     net = f"{(extra - added['chat']) / STREAM_CHUNKS:.2f}"
             added_cpu = document.get("added_cpu", {}).get(case)
-            rows.append([
-                document["setup"], case, f"{value:.1f}",
-                "" if base is None else f"{base:.1f}",
-                "" if extra is None else f"{extra:+.1f}",
-                "" if not base else f"{value / base:.3f}",
-                "" if added_cpu is None else f"{added_cpu:+.1f}",
-                per_chunk, net, f"{document['spans_per_call'].get(case, 0):g}",
-            ])
-    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) if rows else len(header[i])
-              for i in range(len(header))]
+            rows.append(
+                [
+                    document["setup"],
+                    case,
+                    f"{value:.1f}",
+                    "" if base is None else f"{base:.1f}",
+                    "" if extra is None else f"{extra:+.1f}",
+                    "" if not base else f"{value / base:.3f}",
+                    "" if added_cpu is None else f"{added_cpu:+.1f}",
+                    per_chunk,
+                    net,
+                    f"{document['spans_per_call'].get(case, 0):g}",
+                ]
+            )
+    widths = [
+        max(len(header[i]), *(len(row[i]) for row in rows)) if rows else len(header[i]) for i in range(len(header))
+    ]
     lines = [_row(header, widths), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
     lines += [_row(row, widths) for row in rows]
     return "\n".join(lines)
@@ -213,16 +251,19 @@ def verdict(documents: list[dict[str, Any]]) -> list[str]:
     for case in CASES:
         if case not in ours["added"]:
             continue
-        slower = [name for name, d in by_setup.items()
-                  if name != "tokentrace" and case in d["added"] and d["added"][case] <= ours["added"][case]]
-        lines.append(f"{case}: tokentrace adds {ours['added'][case]:+.1f} µs "
-                     f"(CPU {ours['added_cpu'][case]:+.1f}); "
-                     + ("less than every peer measured" if not slower
-                        else f"NOT less than: {', '.join(slower)}"))
+        slower = [
+            name
+            for name, d in by_setup.items()
+            if name != "tokentrace" and case in d["added"] and d["added"][case] <= ours["added"][case]
+        ]
+        lines.append(
+            f"{case}: tokentrace adds {ours['added'][case]:+.1f} µs "
+            f"(CPU {ours['added_cpu'][case]:+.1f}); "
+            + ("less than every peer measured" if not slower else f"NOT less than: {', '.join(slower)}")
+        )
     if "chat" in ours["added"]:
         value = ours["added"]["chat"]
-        lines.append(f"goal ≤50 µs per non-streamed call: {value:+.1f} µs -> "
-                     f"{'met' if value <= 50 else 'MISSED'}")
+        lines.append(f"goal ≤50 µs per non-streamed call: {value:+.1f} µs -> {'met' if value <= 50 else 'MISSED'}")
     if "stream" in ours["added"]:
         value = ours["added"]["stream"] / STREAM_CHUNKS
         line = f"goal ≤2 µs per streamed chunk: {value:.2f} µs -> {'met' if value <= 2 else 'MISSED'}"
@@ -237,10 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setup", action="append", choices=SETUPS, help="repeatable; default: all")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
-    parser.add_argument("--no-content", action="store_true",
-                        help="content capture off in every instrumentation (default: each one's own default)")
-    parser.add_argument("--unpaired", action="store_true",
-                        help="baseline from a separate `--setup none` process per venv instead of in-process")
+    parser.add_argument(
+        "--no-content",
+        action="store_true",
+        help="content capture off in every instrumentation (default: each one's own default)",
+    )
+    parser.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="baseline from a separate `--setup none` process per venv instead of in-process",
+    )
     parser.add_argument("--repeat", type=int, help="passed to workload.py")
     parser.add_argument("--number", type=int, help="passed to workload.py")
     parser.add_argument("--json", type=Path, help="also write every workload document to this file")
@@ -269,16 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
 
     first = next((d for d in documents if "skipped" not in d), {})
-    print(f"openai {first.get('openai_version', '?')} ({first.get('http_library', '?')}), "
-          f"Python {first.get('python', '?')}, content capture: "
-          f"{'off everywhere' if args.no_content else 'each instrumentation default'}, "
-          f"baseline: {'separate process' if args.unpaired else 'same process, alternating loops'}, "
-          f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"openai {first.get('openai_version', '?')} ({first.get('http_library', '?')}), "
+        f"Python {first.get('python', '?')}, content capture: "
+        f"{'off everywhere' if args.no_content else 'each instrumentation default'}, "
+        f"baseline: {'separate process' if args.unpaired else 'same process, alternating loops'}, "
+        f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     print()
     print(table(documents))
     print()
-    versions = ", ".join(f"{d['setup']} {d.get('notes', {}).get('version', '?')}" for d in documents
-                         if "skipped" not in d)
+    versions = ", ".join(
+        f"{d['setup']} {d.get('notes', {}).get('version', '?')}" for d in documents if "skipped" not in d
+    )
     print(f"versions: {versions}")
     for document in documents:
         if "skipped" in document:

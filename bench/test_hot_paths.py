@@ -42,7 +42,7 @@ ROUNDS = 2000
 
 def _chunks() -> list[ChatCompletionChunk]:
     events = [*workload.STREAM_EVENTS, workload.USAGE_EVENT]
-    chunks = [ChatCompletionChunk.model_validate(json.loads(event[len(b"data: "):])) for event in events]
+    chunks = [ChatCompletionChunk.model_validate(json.loads(event[len(b"data: ") :])) for event in events]
     return chunks[:CHUNKS_PER_ROUND]
 
 
@@ -95,8 +95,9 @@ def test_chunks_traced_stream(benchmark: Any, recorder: Recorder) -> None:
     tracer = _patch._Tracer(recorder)
 
     def setup() -> tuple[tuple[Any], dict[str, Any]]:
-        call = GenAICall("chat", "openai", workload.MODEL, server_address="api.openai.com", server_port=443,
-                         stream=True)
+        call = GenAICall(
+            "chat", "openai", workload.MODEL, server_address="api.openai.com", server_port=443, stream=True
+        )
         recorder.start(call)
         return (tracer.traced_stream(_patch.CHAT, call, iter(chunks)),), {}
 
@@ -130,7 +131,11 @@ def test_chunks_plain_iterator(benchmark: Any) -> None:
 def test_recorder_start_finish(benchmark: Any, recorder: Recorder) -> None:
     def setup() -> tuple[tuple[GenAICall], dict[str, Any]]:
         call = GenAICall(
-            "chat", "openai", workload.MODEL, server_address="api.openai.com", server_port=443,
+            "chat",
+            "openai",
+            workload.MODEL,
+            server_address="api.openai.com",
+            server_port=443,
             start_attributes={"openai.api.type": "chat_completions", "gen_ai.request.stream": False},
         )
         return (call,), {}

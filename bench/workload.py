@@ -88,35 +88,42 @@ class SetupUnavailable(RuntimeError):
 
 
 def _chat_completion_body() -> bytes:
-    return json.dumps({
-        "id": "chatcmpl-bench0000000000000000000001",
-        "object": "chat.completion",
-        "created": 1_730_000_000,
-        "model": MODEL_SNAPSHOT,
-        "system_fingerprint": "fp_bench01",
-        "service_tier": "default",
-        "choices": [{
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": "2, 3 and 5: each has no divisor other than 1 and itself.",
-                "refusal": None,
-                "annotations": [],
-            },
-            "logprobs": None,
-            "finish_reason": "stop",
-        }],
-        "usage": {
-            "prompt_tokens": PROMPT_TOKENS,
-            "completion_tokens": 17,
-            "total_tokens": PROMPT_TOKENS + 17,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0, "audio_tokens": 0,
-                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench0000000000000000000001",
+            "object": "chat.completion",
+            "created": 1_730_000_000,
+            "model": MODEL_SNAPSHOT,
+            "system_fingerprint": "fp_bench01",
+            "service_tier": "default",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "2, 3 and 5: each has no divisor other than 1 and itself.",
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": PROMPT_TOKENS,
+                "completion_tokens": 17,
+                "total_tokens": PROMPT_TOKENS + 17,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
             },
         },
-    }, separators=(",", ":")).encode()
+        separators=(",", ":"),
+    ).encode()
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
@@ -141,24 +148,30 @@ def _stream_events() -> tuple[list[bytes], bytes]:
         last = index == STREAM_CONTENT_CHUNKS - 1
         if last:
             delta = {}
-        events.append(_sse({
+        events.append(
+            _sse(
+                {
+                    **base,
+                    "choices": [
+                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": "stop" if last else None}
+                    ],
+                    "usage": None,
+                }
+            )
+        )
+    usage_chunk = _sse(
+        {
             **base,
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": "stop" if last else None}
-            ],
-            "usage": None,
-        }))
-    usage_chunk = _sse({
-        **base,
-        "choices": [],
-        "usage": {
-            "prompt_tokens": PROMPT_TOKENS,
-            "completion_tokens": COMPLETION_TOKENS,
-            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
-        },
-    })
+            "choices": [],
+            "usage": {
+                "prompt_tokens": PROMPT_TOKENS,
+                "completion_tokens": COMPLETION_TOKENS,
+                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+            },
+        }
+    )
     return events, usage_chunk
 
 
@@ -212,7 +225,9 @@ def mock_clients() -> tuple[Any, Any]:
         api_key="sk-bench", base_url=BASE_URL, max_retries=0, http_client=http.Client(transport=transport)
     )
     async_client = openai.AsyncOpenAI(
-        api_key="sk-bench", base_url=BASE_URL, max_retries=0,
+        api_key="sk-bench",
+        base_url=BASE_URL,
+        max_retries=0,
         http_client=http.AsyncClient(transport=transport),
     )
     return sync_client, async_client
@@ -325,15 +340,23 @@ def _openlit_pricing_file() -> str:
     """openlit downloads its price list at init unless given a file: give it one (same model)."""
     path = Path(tempfile.gettempdir()) / "tokentrace-bench-openlit-pricing.json"
     # USD per 1k tokens, openlit's unit; gpt-4o-mini's list price.
-    prices = {"chat": {MODEL: {"promptPrice": 0.00015, "completionPrice": 0.0006},
-                       MODEL_SNAPSHOT: {"promptPrice": 0.00015, "completionPrice": 0.0006}}}
+    prices = {
+        "chat": {
+            MODEL: {"promptPrice": 0.00015, "completionPrice": 0.0006},
+            MODEL_SNAPSHOT: {"promptPrice": 0.00015, "completionPrice": 0.0006},
+        }
+    }
     path.write_text(json.dumps(prices))
     return str(path)
 
 
 def _no_network_exporters() -> None:
-    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                 "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
+    for name in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    ):
         os.environ.pop(name, None)
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER"):
         os.environ[name] = "none"
@@ -521,8 +544,10 @@ class Switch:
         self.on = on
 
     def describe(self) -> list[str]:
-        return sorted(f"{getattr(owner, '__qualname__', getattr(owner, '__name__', '?'))}.{name}"
-                      for owner, name, _, _ in self.patches)
+        return sorted(
+            f"{getattr(owner, '__qualname__', getattr(owner, '__name__', '?'))}.{name}"
+            for owner, name, _, _ in self.patches
+        )
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -547,8 +572,9 @@ async def _time_loop_async(call: Callable[[], Any], number: int) -> tuple[float,
     return (ended - started) / number / 1000.0, (ended_cpu - started_cpu) / number / 1000.0
 
 
-def iterations(case: str, quick: bool = False, number: int | None = None, warmup: int | None = None,
-               repeat: int | None = None) -> tuple[int, int, int]:
+def iterations(
+    case: str, quick: bool = False, number: int | None = None, warmup: int | None = None, repeat: int | None = None
+) -> tuple[int, int, int]:
     """(warm-up calls, timed calls per loop, loops) for ``case``; ``number`` and ``warmup`` are the
     plain calls' counts, of which a stream gets an eighth."""
     divisor = QUICK_DIVISOR if quick else 1
@@ -604,8 +630,14 @@ def measure(
         raise RuntimeError(f"stream delivered {delivered} chunks, expected {STREAM_CONTENT_CHUNKS + 1}")
 
     states: tuple[bool, ...] = (False, True) if switch is not None else (True,)
-    document: dict[str, Any] = {"results": {}, "results_cpu": {}, "runs": {}, "spans_per_call": {},
-                                "iterations": {}, "problems": []}
+    document: dict[str, Any] = {
+        "results": {},
+        "results_cpu": {},
+        "runs": {},
+        "spans_per_call": {},
+        "iterations": {},
+        "problems": [],
+    }
     if switch is not None:
         for key in ("baseline", "baseline_cpu", "added", "added_cpu", "baseline_runs"):
             document[key] = {}
@@ -645,8 +677,15 @@ def measure(
 class _Runner:
     """The loops of one case: warm each state up, then time the loops in ``order``."""
 
-    def __init__(self, switch: Switch | None, telemetry: Telemetry | None, states: tuple[bool, ...],
-                 warm: int, timed: int, order: list[bool]) -> None:
+    def __init__(
+        self,
+        switch: Switch | None,
+        telemetry: Telemetry | None,
+        states: tuple[bool, ...],
+        warm: int,
+        timed: int,
+        order: list[bool],
+    ) -> None:
         self.switch, self.telemetry = switch, telemetry
         self.states, self.warm, self.timed, self.order = states, warm, timed, order
         self.timings: dict[bool, list[tuple[float, float]]] = {state: [] for state in states}
@@ -755,21 +794,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--setup", choices=SETUPS, default="none")
     parser.add_argument("--case", action="append", choices=CASES, help="repeatable; default: all cases")
     parser.add_argument("--repeat", type=int, help=f"timed loops (pairs if paired); default {DEFAULT_REPEAT}")
-    parser.add_argument("--number", type=int,
-                        help=f"calls per timed loop, plain cases (default {DEFAULT_NUMBER}; stream: 1/8)")
-    parser.add_argument("--warmup", type=int,
-                        help=f"warm-up calls, plain cases (default {DEFAULT_WARMUP}; stream: an eighth)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"1/{QUICK_DIVISOR} of the loops and warm-up, for a smoke run")
+    parser.add_argument(
+        "--number", type=int, help=f"calls per timed loop, plain cases (default {DEFAULT_NUMBER}; stream: 1/8)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, help=f"warm-up calls, plain cases (default {DEFAULT_WARMUP}; stream: an eighth)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"1/{QUICK_DIVISOR} of the loops and warm-up, for a smoke run"
+    )
     parser.add_argument("--no-content", action="store_true", help="message-content capture off everywhere")
-    parser.add_argument("--unpaired", action="store_true",
-                        help="measure only the instrumented SDK (no in-process baseline loops)")
+    parser.add_argument(
+        "--unpaired", action="store_true", help="measure only the instrumented SDK (no in-process baseline loops)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document (for compare.py)")
     args = parser.parse_args(argv)
 
     document = run(
-        args.setup, args.case or CASES, repeat=args.repeat, quick=args.quick, number=args.number,
-        warmup=args.warmup, capture=False if args.no_content else None, paired=not args.unpaired,
+        args.setup,
+        args.case or CASES,
+        repeat=args.repeat,
+        quick=args.quick,
+        number=args.number,
+        warmup=args.warmup,
+        capture=False if args.no_content else None,
+        paired=not args.unpaired,
     )
     if args.json:
         print(json.dumps(document))
@@ -781,8 +830,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for case, value in document["results"].items():
         line = f"  {case:<11} {value:10.1f} µs/call (cpu {document['results_cpu'][case]:.1f})"
         if "added" in document:
-            line += (f"  baseline {document['baseline'][case]:.1f}  added {document['added'][case]:+.1f} µs"
-                     f" (cpu {document['added_cpu'][case]:+.1f})")
+            line += (
+                f"  baseline {document['baseline'][case]:.1f}  added {document['added'][case]:+.1f} µs"
+                f" (cpu {document['added_cpu'][case]:+.1f})"
+            )
         print(line + f"  spans/call {document['spans_per_call'][case]}")
     for problem in document.get("problems", []):
         print(f"  PROBLEM: {problem}")

@@ -6,9 +6,7 @@ from typing import Any
 
 # Fields that differ between two identical requests (ids carry the simulator's request counter, the
 # prompt cache reports the second identical prompt as cached); everything else must match exactly.
-_VOLATILE_KEYS = frozenset(
-    {"id", "item_id", "call_id", "created", "created_at", "completed_at", "cached_tokens"}
-)
+_VOLATILE_KEYS = frozenset({"id", "item_id", "call_id", "created", "created_at", "completed_at", "cached_tokens"})
 
 
 def _scrub(value: Any) -> Any:

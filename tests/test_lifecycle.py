@@ -53,10 +53,17 @@ _PROXY_TYPES = tuple(
 )
 
 
-_LIBRARY_OF = {"tokentrace_openai": "openai", "tokentrace_anthropic": "anthropic",
-               "tokentrace_google_genai": "google.genai", "tokentrace_bedrock": "botocore",
-               "tokentrace_mistralai": "mistralai", "tokentrace_cohere": "cohere", "tokentrace_ollama": "ollama",
-               "tokentrace_groq": "groq", "tokentrace_litellm": "litellm"}
+_LIBRARY_OF = {
+    "tokentrace_openai": "openai",
+    "tokentrace_anthropic": "anthropic",
+    "tokentrace_google_genai": "google.genai",
+    "tokentrace_bedrock": "botocore",
+    "tokentrace_mistralai": "mistralai",
+    "tokentrace_cohere": "cohere",
+    "tokentrace_ollama": "ollama",
+    "tokentrace_groq": "groq",
+    "tokentrace_litellm": "litellm",
+}
 
 
 def installed_instrumentors() -> list[str]:

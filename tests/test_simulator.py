@@ -80,9 +80,7 @@ def sim() -> Iterator[Simulator]:
 @pytest.fixture
 def client(sim: Simulator) -> Iterator[openai.OpenAI]:
     """Strict response validation: a missing or mistyped field fails the test, not just a lookup."""
-    with openai.OpenAI(
-        base_url=sim.base_url, api_key="sk-test", max_retries=0, _strict_response_validation=True
-    ) as c:
+    with openai.OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0, _strict_response_validation=True) as c:
         yield c
 
 
@@ -107,9 +105,7 @@ def _post(url: str, payload: bytes, headers: dict[str, str] | None = None) -> tu
 
 def _sse_payloads(url: str, payload: bytes) -> list[Any]:
     """The JSON ``data:`` payloads of a streamed answer, exactly as sent on the wire."""
-    request = urllib.request.Request(
-        url, data=payload, method="POST", headers={"Content-Type": "application/json"}
-    )
+    request = urllib.request.Request(url, data=payload, method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as response:
         lines = response.read().decode().splitlines()
     return [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
@@ -137,9 +133,7 @@ def test_chat_completion_shape_usage_and_headers(sim: Simulator, client: openai.
     assert usage.prompt_tokens == count_prompt_tokens({"messages": USER}) == 3 + 6 + 4
     assert usage.completion_tokens == count_completion_tokens(expected_text)
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-    assert (
-        usage.completion_tokens_details is not None and usage.completion_tokens_details.reasoning_tokens == 0
-    )
+    assert usage.completion_tokens_details is not None and usage.completion_tokens_details.reasoning_tokens == 0
     assert usage.prompt_tokens_details is not None
 
     record = sim.requests[-1]
@@ -183,9 +177,7 @@ def test_reasoning_model_reports_reasoning_tokens(client: openai.OpenAI) -> None
     usage = completion.usage
     assert usage is not None and usage.completion_tokens_details is not None
     assert usage.completion_tokens_details.reasoning_tokens == REASONING_TOKENS
-    assert (
-        usage.completion_tokens == count_completion_tokens(reply_text(USER[0]["content"])) + REASONING_TOKENS
-    )
+    assert usage.completion_tokens == count_completion_tokens(reply_text(USER[0]["content"])) + REASONING_TOKENS
 
 
 def test_repeated_prompt_reports_cached_tokens(client: openai.OpenAI) -> None:
@@ -236,12 +228,8 @@ def test_chat_parse_strict_tool_arguments(client: openai.OpenAI) -> None:
 
 
 def test_chat_json_object_mode(client: openai.OpenAI) -> None:
-    completion = client.chat.completions.create(
-        model="gpt-4o", messages=USER, response_format={"type": "json_object"}
-    )
-    assert json.loads(completion.choices[0].message.content or "") == {
-        "reply": reply_text(USER[0]["content"])
-    }
+    completion = client.chat.completions.create(model="gpt-4o", messages=USER, response_format={"type": "json_object"})
+    assert json.loads(completion.choices[0].message.content or "") == {"reply": reply_text(USER[0]["content"])}
 
 
 def test_chat_stream_with_usage(client: openai.OpenAI) -> None:
@@ -273,18 +261,14 @@ def test_chat_stream_without_usage_and_n(client: openai.OpenAI) -> None:
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=USER, stream=True, n=2))
     assert all(c.usage is None for c in chunks)
     for index in (0, 1):
-        text = "".join(
-            c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == index
-        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == index)
         assert text == reply_text(USER[0]["content"])
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason]
     assert finishes == ["stop", "stop"]
 
 
 def test_chat_stream_tool_call_deltas(client: openai.OpenAI) -> None:
-    chunks = list(
-        client.chat.completions.create(model="gpt-4o", messages=USER, tools=[SEARCH_TOOL], stream=True)
-    )
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=USER, tools=[SEARCH_TOOL], stream=True))
     first = chunks[0].choices[0].delta
     assert first.role == "assistant" and first.tool_calls is not None
     head = first.tool_calls[0]
@@ -376,9 +360,7 @@ def test_responses_message_list_input_and_truncation(client: openai.OpenAI) -> N
         max_output_tokens=2,
     )
     assert response.status == "incomplete"
-    assert (
-        response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
-    )
+    assert response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
     assert response.output_text == "Echo: hi"
     assert response.usage is not None
     assert response.usage.output_tokens_details.reasoning_tokens == REASONING_TOKENS
@@ -480,18 +462,14 @@ def test_embeddings_default_float_and_base64(sim: Simulator, lenient: openai.Ope
     assert sim.requests[-1]["body"]["encoding_format"] == "float"
     assert floats.data[0].embedding == embedding_vector("first text", 16)
 
-    encoded = lenient.embeddings.create(
-        model="text-embedding-3-small", input="first text", encoding_format="base64"
-    )
+    encoded = lenient.embeddings.create(model="text-embedding-3-small", input="first text", encoding_format="base64")
     payload = encoded.data[0].embedding
     assert isinstance(payload, str)
     assert array.array("f", base64.b64decode(payload)).tolist() == default.data[0].embedding
 
 
 def test_legacy_completions(client: openai.OpenAI, lenient: openai.OpenAI) -> None:
-    completion = client.completions.create(
-        model="gpt-3.5-turbo-instruct", prompt="Say hello", n=2, max_tokens=50
-    )
+    completion = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hello", n=2, max_tokens=50)
     assert completion.object == "text_completion"
     assert [c.index for c in completion.choices] == [0, 1]
     assert completion.choices[0].text == reply_text("Say hello") and completion.choices[0].logprobs is None
@@ -534,9 +512,7 @@ def test_azure_deployment_urls(sim: Simulator) -> None:
     assert record["headers"]["api-key"] == "x"
 
     stream = azure.chat.completions.create(model="my-gpt4o", messages=USER, stream=True)
-    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == reply_text(
-        USER[0]["content"]
-    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == reply_text(USER[0]["content"])
     embeddings = azure.embeddings.create(model="my-embedder", input="x", encoding_format="float")
     assert embeddings.model == "my-embedder"
     assert sim.requests[-1]["path"] == "/openai/deployments/my-embedder/embeddings"
@@ -570,9 +546,7 @@ def test_error_faults_by_model_and_header(
     with pytest.raises(exc_type) as by_model:
         client.chat.completions.create(model=f"{fault}-gpt-4o", messages=USER)
     with pytest.raises(exc_type) as by_header:
-        client.embeddings.create(
-            model="text-embedding-3-small", input="x", extra_headers={"x-sim-fault": fault}
-        )
+        client.embeddings.create(model="text-embedding-3-small", input="x", extra_headers={"x-sim-fault": fault})
     for info in (by_model, by_header):
         assert info.value.status_code == status
         assert info.value.code == code

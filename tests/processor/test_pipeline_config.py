@@ -45,12 +45,14 @@ class _Tag:
 def test_environment_overrides_file(tmp_path: Path) -> None:
     config_file = tmp_path / "processor.yaml"
     config_file.write_text("pipeline: [normalise, sample]\nsample: {probability: 0.5, decision_wait_s: 2}\n")
-    config = load({
-        "TOKENTRACE_PROCESSOR_CONFIG": str(config_file),
-        "TOKENTRACE_SAMPLE__PROBABILITY": "0.1",
-        "TOKENTRACE_SAMPLE__PER_MODEL_LIMITS": "{gpt-4o: 2}",
-        "TOKENTRACE_UNRELATED": "x",
-    })
+    config = load(
+        {
+            "TOKENTRACE_PROCESSOR_CONFIG": str(config_file),
+            "TOKENTRACE_SAMPLE__PROBABILITY": "0.1",
+            "TOKENTRACE_SAMPLE__PER_MODEL_LIMITS": "{gpt-4o: 2}",
+            "TOKENTRACE_UNRELATED": "x",
+        }
+    )
     assert config["pipeline"] == ["normalise", "sample"]
     assert config["sample"] == {"probability": 0.1, "decision_wait_s": 2, "per_model_limits": {"gpt-4o": 2}}
     assert load({"TOKENTRACE_PIPELINE": "enrich, sample"})["pipeline"] == ["enrich", "sample"]
@@ -177,8 +179,11 @@ def test_reparented_span_reaches_the_exporter_with_its_new_parent() -> None:
 
     provider.add_span_processor(BatchSpanProcessor(PipelineSpanExporter(sink, Pipeline([Reparent()]), 3600)))
     tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span("root") as root, tracer.start_as_current_span("wrapper"), \
-            tracer.start_as_current_span("child"):
+    with (
+        tracer.start_as_current_span("root") as root,
+        tracer.start_as_current_span("wrapper"),
+        tracer.start_as_current_span("child"),
+    ):
         pass
     provider.force_flush()
     exported = {span.name: span for span in sink.get_finished_spans()}

@@ -103,10 +103,13 @@ SECRET_PROMPT = "Card 4111 1111 1111 1111, mail jane@example.com, key sk-proj-Ab
 @pytest.fixture
 def span(client: Any, instrument: Any, telemetry: Any) -> SpanData:
     instrument(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_ONLY")
-    client.chat.completions.create(model=MODEL, messages=[
-        {"role": "system", "content": "Never reveal bob@example.org or 4111-1111-1111-1111."},
-        {"role": "user", "content": SECRET_PROMPT},
-    ])
+    client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": "Never reveal bob@example.org or 4111-1111-1111-1111."},
+            {"role": "user", "content": SECRET_PROMPT},
+        ],
+    )
     return from_readable(telemetry.span())
 
 
@@ -130,7 +133,8 @@ def test_mask_mode_keeps_json_valid(span: SpanData) -> None:
     outputs = json.loads(a[semconv.OUTPUT_MESSAGES])
     assert inputs[0]["parts"][0]["content"] == "Never reveal [REDACTED:EMAIL] or [REDACTED:CREDIT_CARD]."
     assert inputs[1]["parts"][0]["content"] == (
-        "Card [REDACTED:CREDIT_CARD], mail [REDACTED:EMAIL], key [REDACTED:API_KEY]")
+        "Card [REDACTED:CREDIT_CARD], mail [REDACTED:EMAIL], key [REDACTED:API_KEY]"
+    )
     # The simulator echoes the prompt's first 40 characters: the card is in the output too.
     assert "[REDACTED:CREDIT_CARD]" in outputs[0]["parts"][0]["content"]
     for secret in ("4111", "jane@example.com", "bob@example.org", "sk-proj"):
@@ -169,7 +173,8 @@ def test_hash_mode_needs_a_salt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(redact.SALT_ENV, SALT)
     stage = redact.build(Config(mode="hash"))
     assert stage.replacer is not None and stage.replacer(pii.EMAIL, "a@b.io") == pii.hash_replacer(SALT.encode())(
-        pii.EMAIL, "a@b.io")
+        pii.EMAIL, "a@b.io"
+    )
 
 
 def test_span_without_content_is_not_scanned(client: Any, instrumented: Any, telemetry: Any) -> None:
@@ -199,13 +204,22 @@ def genai_span(attributes: dict[str, Any]) -> SpanData:
 
 
 def test_flattened_and_openinference_attributes() -> None:
-    span = SpanData(1, 2, None, "llm", 3, 0, 1, {
-        semconv.SYSTEM: "openai",
-        "gen_ai.prompt.0.content": "reach me at +44 20 7946 0958",
-        "gen_ai.prompt.0.role": "user",
-        "llm.input_messages.0.message.content": "server 10.1.2.3",
-        semconv.SYSTEM_INSTRUCTIONS: json.dumps([{"type": "text", "content": "Admin: root@example.com"}]),
-    })
+    span = SpanData(
+        1,
+        2,
+        None,
+        "llm",
+        3,
+        0,
+        1,
+        {
+            semconv.SYSTEM: "openai",
+            "gen_ai.prompt.0.content": "reach me at +44 20 7946 0958",
+            "gen_ai.prompt.0.role": "user",
+            "llm.input_messages.0.message.content": "server 10.1.2.3",
+            semconv.SYSTEM_INSTRUCTIONS: json.dumps([{"type": "text", "content": "Admin: root@example.com"}]),
+        },
+    )
     redact.build().process([span])
     a = span.attributes
     assert a["gen_ai.prompt.0.content"] == "reach me at [REDACTED:PHONE]"
@@ -216,8 +230,21 @@ def test_flattened_and_openinference_attributes() -> None:
 
 
 def test_tool_arguments_and_truncated_json() -> None:
-    messages = json.dumps([{"role": "assistant", "parts": [
-        {"type": "tool_call", "id": "c", "name": "charge", "arguments": {"card": "4111111111111111", "n": 2}}]}])
+    messages = json.dumps(
+        [
+            {
+                "role": "assistant",
+                "parts": [
+                    {
+                        "type": "tool_call",
+                        "id": "c",
+                        "name": "charge",
+                        "arguments": {"card": "4111111111111111", "n": 2},
+                    }
+                ],
+            }
+        ]
+    )
     truncated = messages[:-10]  # cut by a content length limit: not JSON any more
     span = genai_span({semconv.OUTPUT_MESSAGES: messages, semconv.INPUT_MESSAGES: truncated})
     redact.build().process([span])
@@ -228,8 +255,7 @@ def test_tool_arguments_and_truncated_json() -> None:
 
 
 def test_types_limit_and_list_values() -> None:
-    span = genai_span({semconv.INPUT_MESSAGES: "ip 10.0.0.1 mail a@b.io",
-                       "gen_ai.prompt.0.content": ["a@b.io", 3]})
+    span = genai_span({semconv.INPUT_MESSAGES: "ip 10.0.0.1 mail a@b.io", "gen_ai.prompt.0.content": ["a@b.io", 3]})
     redact.build(Config.from_mapping({"types": ["email"]})).process([span])
     assert span.attributes[semconv.INPUT_MESSAGES] == "ip 10.0.0.1 mail [REDACTED:EMAIL]"
     assert span.attributes["gen_ai.prompt.0.content"] == ["[REDACTED:EMAIL]", 3]
@@ -262,8 +288,9 @@ def test_enrich_flags_redact_in_one_pipeline(client: Any, instrument: Any, telem
 
     instrument(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_ONLY")
     with telemetry.tracer_provider.get_tracer("app").start_as_current_span("GET /checkout", kind=SpanKind.SERVER):
-        client.chat.completions.create(model=MODEL, messages=[
-            {"role": "user", "content": "Pay with 4111 1111 1111 1111 please"}], max_tokens=3)
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Pay with 4111 1111 1111 1111 please"}], max_tokens=3
+        )
     pipeline = Pipeline([enrich.build(), flags.build(flags.Config(detectors=("pii",))), redact.build()])
     batch = [from_readable(s) for s in telemetry.spans()]
     http = next(s for s in batch if s.name == "GET /checkout")

@@ -49,20 +49,46 @@ SECOND = 1_000_000_000
 _span_ids = iter(range(1, 1 << 62))
 
 
-def span(trace_id: int = 1, parent: int | None = 99, *, start: int = SECOND, duration_s: float = 0.01,
-         status: int = 0, scope: str = "app", **attributes: Any) -> SpanData:
+def span(
+    trace_id: int = 1,
+    parent: int | None = 99,
+    *,
+    start: int = SECOND,
+    duration_s: float = 0.01,
+    status: int = 0,
+    scope: str = "app",
+    **attributes: Any,
+) -> SpanData:
     return SpanData(
-        trace_id=trace_id, span_id=next(_span_ids), parent_span_id=parent, name="s", kind=0,
-        start_ns=start, end_ns=start + int(duration_s * SECOND), attributes=dict(attributes),
-        scope_name=scope, status_code=status,
+        trace_id=trace_id,
+        span_id=next(_span_ids),
+        parent_span_id=parent,
+        name="s",
+        kind=0,
+        start_ns=start,
+        end_ns=start + int(duration_s * SECOND),
+        attributes=dict(attributes),
+        scope_name=scope,
+        status_code=status,
     )
 
 
-def chat(trace_id: int = 1, parent: int | None = 99, *, model: str = "gpt-4o", input_tokens: int = 10,
-         output_tokens: int = 5, cost: float | None = 0.001, **kwargs: Any) -> SpanData:
+def chat(
+    trace_id: int = 1,
+    parent: int | None = 99,
+    *,
+    model: str = "gpt-4o",
+    input_tokens: int = 10,
+    output_tokens: int = 5,
+    cost: float | None = 0.001,
+    **kwargs: Any,
+) -> SpanData:
     attributes: dict[str, Any] = {
-        semconv.OPERATION_NAME: "chat", semconv.PROVIDER_NAME: "openai", semconv.REQUEST_MODEL: model,
-        semconv.USAGE_INPUT_TOKENS: input_tokens, semconv.USAGE_OUTPUT_TOKENS: output_tokens,
+        semconv.OPERATION_NAME: "chat",
+        semconv.PROVIDER_NAME: "openai",
+        semconv.REQUEST_MODEL: model,
+        semconv.USAGE_INPUT_TOKENS: input_tokens,
+        semconv.USAGE_OUTPUT_TOKENS: output_tokens,
     }
     if cost is not None:
         attributes[semconv.USAGE_COST_AMOUNT] = cost
@@ -210,8 +236,7 @@ def test_probabilistic_uses_the_low_56_bits() -> None:
 
 
 def _kept_by_stage(ids: list[int], probability: float) -> set[int]:
-    stage = build({"probability": probability, "keep_errors": False, "keep_flagged": False},
-                  MeterProvider())
+    stage = build({"probability": probability, "keep_errors": False, "keep_flagged": False}, MeterProvider())
     out = stage.process([span(trace_id, None) for trace_id in ids]) + stage.shutdown()
     return {s.trace_id for s in out}
 
@@ -234,8 +259,12 @@ def test_decision_is_identical_across_processes() -> None:
     ids = [rng.getrandbits(128) for _ in range(1000)]
     here = _kept_by_stage(ids, 0.3)
     result = subprocess.run(
-        [sys.executable, "-c", _SUBPROCESS, "0.3"], input=json.dumps([format(i, "032x") for i in ids]),
-        capture_output=True, text=True, check=True, timeout=60,
+        [sys.executable, "-c", _SUBPROCESS, "0.3"],
+        input=json.dumps([format(i, "032x") for i in ids]),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     there = {int(x, 16) for x in json.loads(result.stdout)}
     assert there == here
@@ -277,10 +306,18 @@ def test_config_from_mapping() -> None:
     assert span_metrics.Config.from_mapping({"record_all": True}).record_all
     with pytest.raises(ValueError, match="unknown"):
         span_metrics.Config.from_mapping({"record": True})
-    names = [type(p).__name__ for p in SamplingConfig(latency_threshold_s=1, cost_threshold_usd=0.1,
-                                                      per_model_limits={"m": 1}).policies()]
-    assert names == ["ErrorPolicy", "FlaggedPolicy", "LatencyPolicy", "CostPolicy", "ProbabilisticPolicy",
-                     "RateLimitPolicy"]
+    names = [
+        type(p).__name__
+        for p in SamplingConfig(latency_threshold_s=1, cost_threshold_usd=0.1, per_model_limits={"m": 1}).policies()
+    ]
+    assert names == [
+        "ErrorPolicy",
+        "FlaggedPolicy",
+        "LatencyPolicy",
+        "CostPolicy",
+        "ProbabilisticPolicy",
+        "RateLimitPolicy",
+    ]
 
 
 def test_disabled_passes_through() -> None:
@@ -357,8 +394,9 @@ def test_overflow_decides_oldest_and_stays_bounded() -> None:
     metrics = sums(reader)
     overflow = total(metrics, semconv.METRIC_SAMPLING_OVERFLOW)[0]
     assert overflow >= 90
-    assert total(metrics, semconv.METRIC_SAMPLING_TRACES)[0] + total(metrics, semconv.METRIC_SAMPLING_LATE_SPANS)[0] \
-        >= 100
+    assert (
+        total(metrics, semconv.METRIC_SAMPLING_TRACES)[0] + total(metrics, semconv.METRIC_SAMPLING_LATE_SPANS)[0] >= 100
+    )
 
 
 def test_spans_per_trace_bounded() -> None:
@@ -372,10 +410,12 @@ def test_rollups_on_local_root() -> None:
     clock = Clock()
     stage = _stage(clock, decision_wait_s=0.05)
     root = span(3, None)
-    children = [chat(3, input_tokens=10, output_tokens=1, cost=0.25), chat(3, input_tokens=20, output_tokens=2,
-                                                                          cost=0.5),
-                chat(3, input_tokens=5, output_tokens=3, cost=None),
-                span(3, **{semconv.OPERATION_NAME: "invoke_agent", semconv.USAGE_INPUT_TOKENS: 35})]
+    children = [
+        chat(3, input_tokens=10, output_tokens=1, cost=0.25),
+        chat(3, input_tokens=20, output_tokens=2, cost=0.5),
+        chat(3, input_tokens=5, output_tokens=3, cost=None),
+        span(3, **{semconv.OPERATION_NAME: "invoke_agent", semconv.USAGE_INPUT_TOKENS: 35}),
+    ]
     stage.process([*children, root])
     stage.poll(clock.advance(1))
     assert root.changed
@@ -406,12 +446,14 @@ def test_span_metrics_skip_own_spans_unless_record_all() -> None:
     for record_all, expected in ((False, 1), (True, 2)):
         reader = InMemoryMetricReader()
         stage = span_metrics.build({"record_all": record_all}, MeterProvider(metric_readers=[reader]))
-        batch = [chat(1, input_tokens=7, scope="opentelemetry.instrumentation.openai_v2"),
-                 chat(1, input_tokens=7, scope="tokentrace.instrumentation.openai"), span(1)]
+        batch = [
+            chat(1, input_tokens=7, scope="opentelemetry.instrumentation.openai_v2"),
+            chat(1, input_tokens=7, scope="tokentrace.instrumentation.openai"),
+            span(1),
+        ]
         assert stage.process(batch) == batch and stage.poll(0) == [] and stage.shutdown() == []
         metrics = sums(reader)
-        assert total(metrics, semconv.METRIC_TOKEN_USAGE, **{semconv.TOKEN_TYPE: "input"}) == (7 * expected,
-                                                                                              expected)
+        assert total(metrics, semconv.METRIC_TOKEN_USAGE, **{semconv.TOKEN_TYPE: "input"}) == (7 * expected, expected)
         assert total(metrics, semconv.METRIC_OPERATION_DURATION)[1] == expected
         assert total(metrics, semconv.METRIC_COST)[1] == expected
         conventions = [a for (name, a) in metrics if name.startswith("gen_ai.")]
@@ -445,9 +487,11 @@ class EndToEnd:
 
     def child_attributes(self, rng: random.Random) -> tuple[dict[str, Any], bool]:
         attributes = {
-            semconv.OPERATION_NAME: "chat", semconv.PROVIDER_NAME: "openai",
+            semconv.OPERATION_NAME: "chat",
+            semconv.PROVIDER_NAME: "openai",
             semconv.REQUEST_MODEL: rng.choice(["gpt-4o", "gpt-4o-mini"]),
-            semconv.USAGE_INPUT_TOKENS: rng.randint(1, 500), semconv.USAGE_OUTPUT_TOKENS: rng.randint(1, 200),
+            semconv.USAGE_INPUT_TOKENS: rng.randint(1, 500),
+            semconv.USAGE_OUTPUT_TOKENS: rng.randint(1, 200),
             semconv.USAGE_COST_AMOUNT: rng.randint(1, 1000) / 1e5,
         }
         return attributes, rng.random() < 0.05
@@ -499,8 +543,7 @@ class EndToEnd:
             assert root[semconv.TRACE_LLM_CALLS] == len(children)
             assert root[semconv.TRACE_USAGE_INPUT_TOKENS] == sum(c[semconv.USAGE_INPUT_TOKENS] for c in children)
             assert root[semconv.TRACE_USAGE_OUTPUT_TOKENS] == sum(c[semconv.USAGE_OUTPUT_TOKENS] for c in children)
-            assert root[semconv.TRACE_COST_AMOUNT] == pytest.approx(
-                sum(c[semconv.USAGE_COST_AMOUNT] for c in children))
+            assert root[semconv.TRACE_COST_AMOUNT] == pytest.approx(sum(c[semconv.USAGE_COST_AMOUNT] for c in children))
             assert {s.attributes[semconv.SAMPLING_REASON] for s in spans} <= {"error", "probabilistic"}
         assert 0 < len(kept) < len(self.span_counts), "expected both kept and dropped traces"
 
@@ -510,9 +553,11 @@ class EndToEnd:
         assert input_sum == sum(c[semconv.USAGE_INPUT_TOKENS] for c in all_children)
         assert input_count == len(all_children)
         assert total(metrics, semconv.METRIC_TOKEN_USAGE, **{semconv.TOKEN_TYPE: "output"})[0] == sum(
-            c[semconv.USAGE_OUTPUT_TOKENS] for c in all_children)
+            c[semconv.USAGE_OUTPUT_TOKENS] for c in all_children
+        )
         assert total(metrics, semconv.METRIC_COST)[0] == pytest.approx(
-            sum(c[semconv.USAGE_COST_AMOUNT] for c in all_children))
+            sum(c[semconv.USAGE_COST_AMOUNT] for c in all_children)
+        )
         assert total(metrics, semconv.METRIC_OPERATION_DURATION)[1] == len(all_children)
         assert total(metrics, semconv.METRIC_SAMPLING_TRACES, decision="kept")[0] == len(kept)
         assert total(metrics, semconv.METRIC_SAMPLING_TRACES)[0] == len(self.span_counts)
@@ -558,8 +603,7 @@ async def test_asyncio_end_to_end() -> None:
         with e2e.tracer.start_as_current_span("request") as root:
             trace_id = root.get_span_context().trace_id
             e2e.span_counts[trace_id] += 1
-            await asyncio.gather(*(one_child(trace_id, *e2e.child_attributes(rng))
-                                   for _ in range(rng.randint(1, 6))))
+            await asyncio.gather(*(one_child(trace_id, *e2e.child_attributes(rng)) for _ in range(rng.randint(1, 6))))
 
     try:
         await asyncio.gather(*(one_trace() for _ in range(150)))

@@ -67,7 +67,7 @@ def _from_environment(environ: Mapping[str, str], data: dict[str, Any]) -> dict[
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX) or "__" not in key:
             continue
-        stage, _, setting = key[len(ENV_PREFIX):].partition("__")
+        stage, _, setting = key[len(ENV_PREFIX) :].partition("__")
         stage = stage.lower()
         if stage not in STAGES:
             continue

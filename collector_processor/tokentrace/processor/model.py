@@ -92,9 +92,16 @@ def to_readable(data: SpanData) -> Any:
     parent = span.parent
     original_parent_id = parent.span_id if parent is not None else None
     if data.parent_span_id != original_parent_id:  # a stage re-parented it (a collapsed wrapper span)
-        parent = None if data.parent_span_id is None else SpanContext(
-            data.trace_id, data.parent_span_id, is_remote=data.is_remote_parent,
-            trace_flags=span.context.trace_flags, trace_state=span.context.trace_state,
+        parent = (
+            None
+            if data.parent_span_id is None
+            else SpanContext(
+                data.trace_id,
+                data.parent_span_id,
+                is_remote=data.is_remote_parent,
+                trace_flags=span.context.trace_flags,
+                trace_state=span.context.trace_state,
+            )
         )
     return ReadableSpan(
         name=data.name,

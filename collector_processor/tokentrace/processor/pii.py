@@ -34,7 +34,10 @@ CONTENT_KEYS: tuple[str, ...] = (semconv.INPUT_MESSAGES, semconv.OUTPUT_MESSAGES
 """Attributes holding JSON content in the current conventions."""
 
 CONTENT_PREFIXES: tuple[str, ...] = (
-    "gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages.", "llm.output_messages.",
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+    "llm.input_messages.",
+    "llm.output_messages.",
 )
 """Flattened content of older conventions (``gen_ai.prompt.0.content``) and OpenInference."""
 
@@ -43,9 +46,9 @@ CONTENT_PREFIXES: tuple[str, ...] = (
 GENAI_MARKERS = (semconv.OPERATION_NAME, semconv.SYSTEM, "openinference.span.kind")
 
 
-def content_keys(attributes: dict[str, Any],
-                 keys: tuple[str, ...] = CONTENT_KEYS,
-                 prefixes: tuple[str, ...] = CONTENT_PREFIXES) -> list[str]:
+def content_keys(
+    attributes: dict[str, Any], keys: tuple[str, ...] = CONTENT_KEYS, prefixes: tuple[str, ...] = CONTENT_PREFIXES
+) -> list[str]:
     """Names of the attributes of ``attributes`` that carry content (empty when none)."""
     found = [key for key in keys if key in attributes]
     if prefixes and any(marker in attributes for marker in GENAI_MARKERS):
@@ -146,16 +149,22 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 # Group name -> (type, pattern). Order matters at equal start positions: secrets and cards before
 # phones, so a card number is never read as a phone; IBAN before anything that could eat its digits.
 _PATTERNS: tuple[tuple[str, str, str], ...] = (
-    ("private_key", PRIVATE_KEY,
-     r"-----BEGIN (?P<pk_kind>(?:[A-Z0-9]+ )*PRIVATE KEY)-----(?:[\s\S]{0,10000}?-----END (?P=pk_kind)-----)?"),
+    (
+        "private_key",
+        PRIVATE_KEY,
+        r"-----BEGIN (?P<pk_kind>(?:[A-Z0-9]+ )*PRIVATE KEY)-----(?:[\s\S]{0,10000}?-----END (?P=pk_kind)-----)?",
+    ),
     ("anthropic", API_KEY, r"(?<![\w-])sk-ant-[A-Za-z0-9_-]{20,}"),
     ("openai", API_KEY, r"(?<![\w-])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
     ("aws", API_KEY, r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])"),
     ("github", API_KEY, r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
     ("slack", API_KEY, r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}"),
     ("bearer", API_KEY, r"\b[Bb]earer[ \t]+[A-Za-z0-9\-._~+/]{16,}=*"),
-    ("email", EMAIL,
-     r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![\w-])"),
+    (
+        "email",
+        EMAIL,
+        r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![\w-])",
+    ),
     ("iban", IBAN, r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"),
     ("card", CREDIT_CARD, r"(?<![\d.+-])\d(?:[ -]?\d){12,18}(?![\d-])"),
     ("ipv4", IP_ADDRESS, rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)"),
@@ -169,7 +178,18 @@ _PATTERNS: tuple[tuple[str, str, str], ...] = (
 COMBINED = re.compile(r"(?<!\w)(?:" + "|".join(f"(?P<{group}>{pattern})" for group, _, pattern in _PATTERNS) + ")")
 # Nothing can match in a text without a digit, '@' or ':' and without any key prefix.
 _TRIGGER_LITERALS = (
-    *"0123456789@:", "sk-", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "earer",
+    *"0123456789@:",
+    "sk-",
+    "AKIA",
+    "ASIA",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "earer",
     "PRIVATE KEY",
 )
 _TYPE_OF_GROUP = {group: kind for group, kind, _ in _PATTERNS}
@@ -191,13 +211,75 @@ def luhn_valid(digits: str) -> bool:
 
 # IBAN lengths per country (ISO 13616 registry); unknown countries need a plausible length only.
 _IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
-    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24,
-    "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21,
-    "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LI": 21,
-    "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30,
-    "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
-    "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NL": 18,
+    "NO": 15,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "SA": 24,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VG": 24,
+    "XK": 20,
 }
 
 
@@ -289,14 +371,15 @@ def hash_replacer(salt: bytes) -> Callable[[str, str], str]:
     return replace
 
 
-def replace_in_text(text: str, replacer: Callable[[str, str], str], types: frozenset[str] | None,
-                    found: set[str]) -> str:
+def replace_in_text(
+    text: str, replacer: Callable[[str, str], str], types: frozenset[str] | None, found: set[str]
+) -> str:
     """``text`` with every match replaced by ``replacer(type, value)``; adds found types to ``found``."""
     pieces: list[str] = []
     last = 0
     for match in find(text, types):
         found.add(match.type)
-        pieces.append(text[last:match.start])
+        pieces.append(text[last : match.start])
         pieces.append(replacer(match.type, match.text))
         last = match.end
     if not pieces:
@@ -305,8 +388,9 @@ def replace_in_text(text: str, replacer: Callable[[str, str], str], types: froze
     return "".join(pieces)
 
 
-def replace_in_json(value: Any, replacer: Callable[[str, str], str], types: frozenset[str] | None,
-                    found: set[str]) -> Any:
+def replace_in_json(
+    value: Any, replacer: Callable[[str, str], str], types: frozenset[str] | None, found: set[str]
+) -> Any:
     """A parsed JSON value with every string value (not keys) redacted."""
     if isinstance(value, str):
         return replace_in_text(value, replacer, types, found)
@@ -317,8 +401,7 @@ def replace_in_json(value: Any, replacer: Callable[[str, str], str], types: froz
     return value
 
 
-def redact_value(value: str, replacer: Callable[[str, str], str], types: frozenset[str] | None,
-                 found: set[str]) -> str:
+def redact_value(value: str, replacer: Callable[[str, str], str], types: frozenset[str] | None, found: set[str]) -> str:
     """An attribute value redacted; JSON stays valid JSON, anything else is redacted as text."""
     if not value.lstrip().startswith(("[", "{", '"')):
         return replace_in_text(value, replacer, types, found)

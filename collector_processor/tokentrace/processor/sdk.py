@@ -35,8 +35,9 @@ class PipelineSpanExporter(SpanExporter):
         self.pipeline = pipeline
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self._poller = threading.Thread(target=self._poll_loop, args=(poll_interval,), daemon=True,
-                                        name="tokentrace-pipeline")
+        self._poller = threading.Thread(
+            target=self._poll_loop, args=(poll_interval,), daemon=True, name="tokentrace-pipeline"
+        )
         self._poller.start()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -87,8 +88,11 @@ def _otlp_candidates() -> list[str]:
     """``otlp`` is registered by the ``opentelemetry-exporter-otlp`` meta package only; otherwise the
     protocol (``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``, gRPC by default as the spec says) picks one."""
     protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-    by_protocol = ["otlp_proto_http", "otlp_proto_grpc"] if (protocol or "").startswith("http") else [
-        "otlp_proto_grpc", "otlp_proto_http"]
+    by_protocol = (
+        ["otlp_proto_http", "otlp_proto_grpc"]
+        if (protocol or "").startswith("http")
+        else ["otlp_proto_grpc", "otlp_proto_http"]
+    )
     return ["otlp", *by_protocol]
 
 

@@ -415,6 +415,4 @@ class Recorder:
         if usage.input_tokens is not None:
             self._tokens.record(usage.input_tokens, {**attributes, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT})
         if usage.output_tokens is not None:
-            self._tokens.record(
-                usage.output_tokens, {**attributes, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
-            )
+            self._tokens.record(usage.output_tokens, {**attributes, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT})

@@ -71,7 +71,9 @@ class TokenEstimator:
             logger.warning(
                 "tokentrace: tiktoken encoding %s is unavailable (%s: %s); streamed calls without reported "
                 "usage will have no token counts. Put the encoding in TIKTOKEN_CACHE_DIR to enable estimates.",
-                name, type(exc).__name__, exc,
+                name,
+                type(exc).__name__,
+                exc,
             )
             encoding = None
         with self._lock:

@@ -269,9 +269,7 @@ def count_prompt_tokens(body: Mapping[str, Any]) -> int:
     Words are ``str.split()`` words, token-id arrays count their length, images ``IMAGE_TOKENS``.
     One uniform rule for every endpoint keeps the expectations in tests trivial to derive.
     """
-    return REQUEST_OVERHEAD_TOKENS + sum(
-        _unit_tokens(u) + MESSAGE_OVERHEAD_TOKENS for u in _prompt_units(body)
-    )
+    return REQUEST_OVERHEAD_TOKENS + sum(_unit_tokens(u) + MESSAGE_OVERHEAD_TOKENS for u in _prompt_units(body))
 
 
 def count_completion_tokens(text: str | None) -> int:
@@ -373,9 +371,7 @@ def fill_schema(schema: Any, root: Any = None, _depth: int = 0) -> Any:
     if kind == "object":
         properties = schema.get("properties") or {}
         required = schema.get("required") or []
-        return {
-            name: fill_schema(properties.get(name, {"type": "string"}), root, _depth + 1) for name in required
-        }
+        return {name: fill_schema(properties.get(name, {"type": "string"}), root, _depth + 1) for name in required}
     if kind == "array":
         count = int(schema.get("minItems") or 0)
         return [fill_schema(schema.get("items") or {}, root, _depth + 1) for _ in range(count)]
@@ -521,9 +517,7 @@ def _chat_tool(body: Mapping[str, Any]) -> tuple[str, Any] | None:
     functions = [
         t["function"]
         for t in body.get("tools") or []
-        if isinstance(t, dict)
-        and t.get("type", "function") == "function"
-        and isinstance(t.get("function"), dict)
+        if isinstance(t, dict) and t.get("type", "function") == "function" and isinstance(t.get("function"), dict)
     ]
     if isinstance(choice, dict):
         wanted = (choice.get("function") or {}).get("name")
@@ -695,9 +689,7 @@ class _Exchange:
         if self.flavor != "openai":
             return [*_anthropic_headers(self), *extra]
         elapsed_ms = int((time.monotonic() - self.started) * 1000)
-        reset_tokens_ms = max(
-            1, math.ceil(self.prompt_tokens * RATE_LIMIT_WINDOW_SECONDS * 1000 / RATE_LIMIT_TOKENS)
-        )
+        reset_tokens_ms = max(1, math.ceil(self.prompt_tokens * RATE_LIMIT_WINDOW_SECONDS * 1000 / RATE_LIMIT_TOKENS))
         return [
             ("x-request-id", self.request_id),
             ("openai-processing-ms", str(elapsed_ms)),
@@ -1750,9 +1742,7 @@ class Simulator(_AnthropicEndpoints):
         else:
             ex.send_error(400, "Invalid type for 'input'.", "invalid_request_error", "invalid_type", "input")
             return
-        dimensions = (
-            _as_int(body.get("dimensions"), DEFAULT_EMBEDDING_DIMENSIONS) or DEFAULT_EMBEDDING_DIMENSIONS
-        )
+        dimensions = _as_int(body.get("dimensions"), DEFAULT_EMBEDDING_DIMENSIONS) or DEFAULT_EMBEDDING_DIMENSIONS
         dimensions = max(1, min(dimensions, MAX_EMBEDDING_DIMENSIONS))
         as_base64 = body.get("encoding_format") == "base64"
         data = []
@@ -1771,9 +1761,7 @@ class Simulator(_AnthropicEndpoints):
             },
         )
 
-    def _completions(
-        self, ex: _Exchange, body: JSONDict, response_model: str, stream: bool, midstream: bool
-    ) -> None:
+    def _completions(self, ex: _Exchange, body: JSONDict, response_model: str, stream: bool, midstream: bool) -> None:
         number = ex.request_id.removeprefix("req_")
         raw = body.get("prompt", "")
         if isinstance(raw, str):
@@ -1808,8 +1796,7 @@ class Simulator(_AnthropicEndpoints):
         }
         if not stream:
             rendered = [
-                {"text": c.text, "index": c.index, "logprobs": None, "finish_reason": c.finish_reason}
-                for c in choices
+                {"text": c.text, "index": c.index, "logprobs": None, "finish_reason": c.finish_reason} for c in choices
             ]
             ex.send_json(200, {**head, "choices": rendered, "usage": usage})
             return
@@ -1876,10 +1863,7 @@ def _chat_stream(head: JSONDict, choices: list[_Choice], usage: JSONDict, includ
     per_choice: list[list[JSONDict]] = []
     for c in choices:
         if c.tool_name is not None:
-            deltas = [
-                {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}
-                for p in _pieces(c.tool_args or "")
-            ]
+            deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in _pieces(c.tool_args or "")]
         else:
             deltas = [{"content": p} for p in _pieces(c.text or "")]
         per_choice.append([choice_delta(c.index, d) for d in deltas])
@@ -1891,9 +1875,7 @@ def _chat_stream(head: JSONDict, choices: list[_Choice], usage: JSONDict, includ
     return _Stream(events=events, prelude=len(choices), error_event=error, done=_SSE_DONE)
 
 
-def _completions_stream(
-    head: JSONDict, choices: list[_Choice], usage: JSONDict, include_usage: bool
-) -> _Stream:
+def _completions_stream(head: JSONDict, choices: list[_Choice], usage: JSONDict, include_usage: bool) -> _Stream:
     def chunk(rendered: list[JSONDict], usage_value: Any = None) -> bytes:
         payload = {**head, "choices": rendered}
         if include_usage:

@@ -20,8 +20,12 @@ from wrapt import wrap_function_wrapper
 from tokentrace.core.attempts import CURRENT_CALL, begin_attempt, end_attempt
 from tokentrace.core.safety import report
 
-_TARGETS = (("httpx", "Client", False), ("httpx", "AsyncClient", True), ("httpx2", "Client", False),
-            ("httpx2", "AsyncClient", True))
+_TARGETS = (
+    ("httpx", "Client", False),
+    ("httpx", "AsyncClient", True),
+    ("httpx2", "Client", False),
+    ("httpx2", "AsyncClient", True),
+)
 _lock = threading.Lock()
 _users = 0
 _patched: list[tuple[Any, str]] = []

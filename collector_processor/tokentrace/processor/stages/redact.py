@@ -70,9 +70,7 @@ class RedactStage(PassThroughTiming):
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.types: frozenset[str] | None = None if set(config.types) == set(pii.ALL_TYPES) else frozenset(
-            config.types
-        )
+        self.types: frozenset[str] | None = None if set(config.types) == set(pii.ALL_TYPES) else frozenset(config.types)
         self._gate = frozenset(config.attributes) | (frozenset(pii.GENAI_MARKERS) if config.prefixes else frozenset())
         self.replacer: Callable[[str, str], str] | None = None
         self._content_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -121,8 +119,9 @@ class RedactStage(PassThroughTiming):
                 if redacted is not value:
                     span.set(key, redacted)
             elif isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value):
-                items = [pii.redact_value(v, self.replacer, self.types, found) if isinstance(v, str) else v
-                         for v in value]
+                items = [
+                    pii.redact_value(v, self.replacer, self.types, found) if isinstance(v, str) else v for v in value
+                ]
                 if any(a is not b for a, b in zip(items, value, strict=True)):
                     span.set(key, type(value)(items))
         if found:

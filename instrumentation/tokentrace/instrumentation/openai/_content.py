@@ -80,21 +80,25 @@ def chat_input_messages(messages: Any) -> list[dict[str, Any]]:
         role = _get(message, "role", "user")
         parts: list[dict[str, Any]] = []
         if role == "tool":
-            parts.append({
-                "type": "tool_call_response",
-                "id": _get(message, "tool_call_id"),
-                "response": _text_of(_get(message, "content")),
-            })
+            parts.append(
+                {
+                    "type": "tool_call_response",
+                    "id": _get(message, "tool_call_id"),
+                    "response": _text_of(_get(message, "content")),
+                }
+            )
         else:
             parts.extend(_parts_of(_get(message, "content")))
         for tool_call in _get(message, "tool_calls") or ():
             function = _get(tool_call, "function")
-            parts.append({
-                "type": "tool_call",
-                "id": _get(tool_call, "id"),
-                "name": _get(function, "name"),
-                "arguments": _arguments(_get(function, "arguments")),
-            })
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": _get(tool_call, "id"),
+                    "name": _get(function, "name"),
+                    "arguments": _arguments(_get(function, "arguments")),
+                }
+            )
         result.append({"role": role, "parts": parts})
     return result
 
@@ -109,12 +113,14 @@ def chat_output_message(message: Any, finish_reason: Any) -> dict[str, Any]:
         parts.append({"type": "refusal", "content": refusal})
     for tool_call in _get(message, "tool_calls") or ():
         function = _get(tool_call, "function")
-        parts.append({
-            "type": "tool_call",
-            "id": _get(tool_call, "id"),
-            "name": _get(function, "name"),
-            "arguments": _arguments(_get(function, "arguments")),
-        })
+        parts.append(
+            {
+                "type": "tool_call",
+                "id": _get(tool_call, "id"),
+                "name": _get(function, "name"),
+                "arguments": _arguments(_get(function, "arguments")),
+            }
+        )
     return {"role": "assistant", "parts": parts, "finish_reason": finish_reason or "stop"}
 
 
@@ -123,19 +129,23 @@ def tool_definitions(tools: Any) -> list[dict[str, Any]]:
     for tool in tools or ():
         function = _get(tool, "function")
         if function is not None:  # Chat Completions shape
-            result.append({
-                "type": _get(tool, "type", "function"),
-                "name": _get(function, "name"),
-                "description": _get(function, "description"),
-                "parameters": _get(function, "parameters"),
-            })
+            result.append(
+                {
+                    "type": _get(tool, "type", "function"),
+                    "name": _get(function, "name"),
+                    "description": _get(function, "description"),
+                    "parameters": _get(function, "parameters"),
+                }
+            )
         else:  # Responses shape
-            result.append({
-                "type": _get(tool, "type", "function"),
-                "name": _get(tool, "name"),
-                "description": _get(tool, "description"),
-                "parameters": _get(tool, "parameters"),
-            })
+            result.append(
+                {
+                    "type": _get(tool, "type", "function"),
+                    "name": _get(tool, "name"),
+                    "description": _get(tool, "description"),
+                    "parameters": _get(tool, "parameters"),
+                }
+            )
     return result
 
 
@@ -164,14 +174,28 @@ def responses_input_messages(items: Any) -> list[dict[str, Any]]:
     for item in items or ():
         kind = _get(item, "type")
         if kind == "function_call_output":
-            result.append({"role": "tool", "parts": [
-                {"type": "tool_call_response", "id": _get(item, "call_id"), "response": _get(item, "output")}
-            ]})
+            result.append(
+                {
+                    "role": "tool",
+                    "parts": [
+                        {"type": "tool_call_response", "id": _get(item, "call_id"), "response": _get(item, "output")}
+                    ],
+                }
+            )
         elif kind == "function_call":
-            result.append({"role": "assistant", "parts": [{
-                "type": "tool_call", "id": _get(item, "call_id"), "name": _get(item, "name"),
-                "arguments": _arguments(_get(item, "arguments")),
-            }]})
+            result.append(
+                {
+                    "role": "assistant",
+                    "parts": [
+                        {
+                            "type": "tool_call",
+                            "id": _get(item, "call_id"),
+                            "name": _get(item, "name"),
+                            "arguments": _arguments(_get(item, "arguments")),
+                        }
+                    ],
+                }
+            )
         else:
             result.append({"role": _get(item, "role", "user"), "parts": _parts_of(_get(item, "content"))})
     return result
@@ -188,10 +212,14 @@ def responses_output_messages(output: Any, finish_reason: str) -> list[dict[str,
                 elif _get(part, "type") == "refusal":
                     parts.append({"type": "refusal", "content": _get(part, "refusal")})
         elif kind == "function_call":
-            parts.append({
-                "type": "tool_call", "id": _get(item, "call_id"), "name": _get(item, "name"),
-                "arguments": _arguments(_get(item, "arguments")),
-            })
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": _get(item, "call_id"),
+                    "name": _get(item, "name"),
+                    "arguments": _arguments(_get(item, "arguments")),
+                }
+            )
         elif kind == "reasoning":
             for summary in _get(item, "summary") or ():
                 parts.append({"type": "reasoning", "content": _get(summary, "text")})

@@ -123,8 +123,10 @@ def describe_responses(endpoint: Endpoint, kwargs: Mapping[str, Any], *, capture
         attributes[semconv.OUTPUT_TYPE] = "json"
     conversation = kwargs.get("conversation")
     if given(conversation):
-        conversation_id = conversation if isinstance(conversation, str) else (
-            conversation.get("id") if isinstance(conversation, Mapping) else None
+        conversation_id = (
+            conversation
+            if isinstance(conversation, str)
+            else (conversation.get("id") if isinstance(conversation, Mapping) else None)
         )
         if isinstance(conversation_id, str):
             attributes[semconv.CONVERSATION_ID] = conversation_id

@@ -242,12 +242,15 @@ def observe_completion_chunk(call: GenAICall, chunk: Any) -> None:
 
 def completion_chunk_observer(call: GenAICall, capture: bool) -> Callable[[GenAICall, Any], None]:
     if capture:
+
         def build_messages() -> None:
-            call.output_messages = [{
-                "role": "assistant",
-                "parts": [{"type": "text", "content": "".join(call.output_text)}],
-                "finish_reason": call.finish_reasons[-1] if call.finish_reasons else "stop",
-            }]
+            call.output_messages = [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": "".join(call.output_text)}],
+                    "finish_reason": call.finish_reasons[-1] if call.finish_reasons else "stop",
+                }
+            ]
 
         call.before_end = build_messages
     return observe_completion_chunk
