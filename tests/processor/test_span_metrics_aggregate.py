@@ -113,12 +113,10 @@ def llm_span(n: int, attributes: dict[str, Any], *, status: int = 0, start: int 
 NAMES = st.sampled_from(["openai", "anthropic", "gpt-4o", "t1", "acme", "globex"])
 ODD = st.sampled_from([None, "", 1, True, 1.0, 0, 443, 2.5, ["a", "b"], ("a", "b")])
 LABEL = st.one_of(NAMES, NAMES, ODD)  # mostly plain strings, sometimes odd
-# Finite amounts only: a NaN or an infinity summed into a batch can still make the two paths differ on one
-# series (a known gap); refused values are covered by the targeted tests below.
 AMOUNT = st.one_of(
     st.integers(0, 10**7),
     st.floats(0, 50, allow_nan=False),
-    st.sampled_from([0, 0.0, -0.0, -3, -0.5, True, "7", None, 2**62]),
+    st.sampled_from([0, 0.0, -0.0, -3, -0.5, True, "7", None, 2**62, math.nan, math.inf, -math.inf]),
 )
 LABEL_KEYS = (
     semconv.OPERATION_NAME,
@@ -442,12 +440,14 @@ def test_the_sdk_paths_buffers_stay_bounded_with_uncached_spans() -> None:
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("make", [sdk_stage, aggregated_stage])
-def test_counter_sums_per_batch_but_overflow_span_by_span(make: Any) -> None:
-    """As before plans: a cached series' amounts are added as one sum per batch (a NaN drops the batch's
-    sum, as the SDK refuses it), the overflow series' span by span (a NaN drops only its own amount)."""
+def test_a_refused_amount_drops_only_its_own_span_s(make: Any) -> None:
+    """A NaN, an infinity or a negative amount is refused on its own: the other spans' amounts of the same
+    series and batch still count, whether the series is summed per batch (tenant "a") or span by span
+    (the overflow series, past ``max_series``)."""
     reader = reader_for("cumulative")
     stage = make({"max_series": 1}, reader)
-    costs = [("a", 1.0), ("a", math.nan), ("a", 2.0), ("b", 1.5), ("c", math.nan), ("d", 2.0)]
+    costs = [("a", 1.0), ("a", math.nan), ("a", 2.0), ("a", math.inf), ("a", -1.0)]
+    costs += [("b", 1.5), ("c", math.nan), ("d", 2.0), ("b", -math.inf)]
     stage.process(
         [
             llm_span(n, {semconv.OPERATION_NAME: "chat", semconv.ATTRIBUTION_TENANT: t, semconv.USAGE_COST_AMOUNT: c})
@@ -459,7 +459,45 @@ def test_counter_sums_per_batch_but_overflow_span_by_span(make: Any) -> None:
         for (shape, attributes), value in exported(reader).items()
         if shape[0] == semconv.METRIC_LLM_COST
     }
-    assert cost == {("bool", True): ("float", 3.5)}  # tenant "a": nothing; the overflow series: 1.5 + 2.0
+    assert cost == {("str", "a"): ("float", 3.0), ("bool", True): ("float", 3.5)}
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("amount", [math.nan, math.inf, -1])
+def test_a_refused_amount_gives_the_same_points_when_the_sdk_path_splits_a_series(amount: float) -> None:
+    """With a plan cache of 2, the SDK path's buffers are dropped with the plans mid-batch, so one series'
+    amounts are flushed in two parts, while the aggregated path sums them at once. A refused amount in the
+    first part used to sink that part's sum in one path and the whole batch's in the other (a
+    ``reasoning`` point in one export and not the other)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(span_metrics, "_CACHE_LIMIT", 2)
+        sdk_reader, aggregated_reader = reader_for("cumulative"), reader_for("cumulative")
+        sdk, aggregated = sdk_stage({}, sdk_reader), aggregated_stage({}, aggregated_reader)
+
+        def batch() -> list[SpanData]:
+            return [
+                llm_span(
+                    port,
+                    {
+                        semconv.OPERATION_NAME: "chat",
+                        semconv.PROVIDER_NAME: "openai",
+                        semconv.SERVER_PORT: port,  # a plan each: the third evicts the first two, and the buffers
+                        semconv.USAGE_REASONING_OUTPUT_TOKENS: reasoning,
+                    },
+                )
+                for port, reasoning in ((1, amount), (2, 5), (3, 7))
+            ]
+
+        sdk.process(batch())
+        aggregated.process(batch())
+        expected = exported(sdk_reader)
+        assert exported(aggregated_reader) == expected
+        reasoning = [
+            value
+            for (shape, attributes), value in expected.items()
+            if shape[0] == semconv.METRIC_LLM_TOKENS and (semconv.TOKEN_TYPE, ("str", "reasoning")) in attributes
+        ]
+        assert reasoning == [(("int", 12), [])]
 
 
 def test_a_reader_added_later_gets_the_aggregates_from_then_on() -> None:

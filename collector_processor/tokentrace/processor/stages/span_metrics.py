@@ -149,7 +149,10 @@ class _CounterBuffer:
         add, attributes = self.counter.add, self.attributes
         try:
             for amount in counter_adds(self.values, self.one_by_one):
-                add(amount, attributes)
+                try:
+                    add(amount, attributes)
+                except Exception:  # e.g. an int too large for the SDK's math.isfinite: drop it, not the rest
+                    logger.debug("tokentrace: span metrics failed to add to %r", self.counter, exc_info=True)
         finally:
             self.values.clear()
 
@@ -390,7 +393,7 @@ class SpanMetricsStage(PassThroughTiming):
         if self.config.grouped:
             group, overflow = self._group(attributes, error)
             # Sums per batch only for a group that was cached before plans existed; an overflow or odd-valued
-            # group was added span by span (a NaN amount dropped only its own span's), and still is.
+            # group was added span by span, and still is (the same float rounding as before).
             one_by_one = overflow or not _cacheable(tuple(map(attributes.get, _GROUP_KEYS)))
             plan.requests = counter(plan, self._requests, group, one_by_one)
             if overflow:

@@ -15,7 +15,7 @@ aggregations: the same names, units, descriptions and scope, the same attribute 
 apart by value *and* type, like the SDK's), explicit-bucket histograms on the instruments' advisory
 boundaries with sum, count, min and max, monotonic sums, and per reader the temporality it prefers,
 with the SDK's rules for start times and for series without new measurements. Measurements the SDK
-refuses (negative, not finite) are refused the same way.
+refuses (negative, not finite) are refused the same way, each on its own.
 """
 
 from __future__ import annotations
@@ -62,24 +62,27 @@ def series_key(value: Any) -> Hashable:
 
 
 def counter_adds(amounts: list[Any], one_by_one: bool) -> list[Any]:
-    """What to add to a counter for a batch's amounts: their sum, added left to right (a float sum depends
-    on the order), and the negative amounts apart, which the SDK refuses one by one with a warning rather
-    than netting them off. ``one_by_one``: every amount apart (series the stage never summed per batch:
-    an overflow or otherwise uncached attribute set, where a NaN or infinity drops only its own span's)."""
-    if one_by_one:
+    """What to add to a counter for a batch's amounts: the sum of those the SDK accepts, added left to
+    right (a float sum depends on the order), and apart each amount it refuses (negative, NaN, infinite),
+    for the SDK (or :class:`SumSeries`) to refuse one by one with a warning. So a bad value on one span
+    drops that span's amount only, never the rest of the batch's sum, whichever spans share a batch.
+    ``one_by_one``: every amount apart (overflow and uncached attribute sets, which were never summed
+    per batch: their totals keep the rounding of adding amounts one at a time)."""
+    if one_by_one or not amounts:
         return amounts
-    if amounts and min(amounts) >= 0:  # no negative amount (nor a NaN first): one C loop
-        return [reduce(add, amounts)]
-    total: Any = None
-    adds = []
+    total = reduce(add, amounts)
+    if 0 <= total <= _MAX and min(amounts) >= 0:  # none refused (a NaN or infinity fails the sum): C loops
+        return [total]
+    total = None
+    refused = []
     for amount in amounts:
-        if amount < 0:
-            adds.append(amount)
+        if not 0 <= amount <= _MAX:  # the SDK's tests (NaN compares false)
+            refused.append(amount)
         elif total is None:
             total = amount
         else:
             total += amount
-    return adds if total is None else [*adds, total]
+    return refused if total is None else [total, *refused]
 
 
 def _refuse(value: Any, metric: str) -> None:
