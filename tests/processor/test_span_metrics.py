@@ -124,9 +124,16 @@ def test_non_genai_spans_are_not_counted_and_grouping_can_be_switched_off() -> N
     ("setting", "expected"),
     [("delta", AggregationTemporality.DELTA), ("cumulative", AggregationTemporality.CUMULATIVE)],
 )
-def test_temporality_setting(setting: str, expected: AggregationTemporality) -> None:
+def test_preferred_temporality_gives_the_reader_its_temporality(
+    setting: str, expected: AggregationTemporality, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reader (the gateway's ``telemetry.temporality``) decides; the stage's own ``temporality`` key,
+    whichever value, changes nothing and says so."""
     reader = InMemoryMetricReader(preferred_temporality=span_metrics.preferred_temporality(setting))
-    stage = span_metrics.build({"temporality": setting}, MeterProvider(metric_readers=[reader]))
+    other = "cumulative" if setting == "delta" else "delta"
+    with caplog.at_level("WARNING", logger=span_metrics.__name__):
+        stage = span_metrics.build({"temporality": other}, MeterProvider(metric_readers=[reader]))
+    assert "span_metrics.temporality has no effect" in caplog.text
     stage.process([llm(1)])
     first = value(points(reader), semconv.METRIC_LLM_REQUESTS)
     stage.process([llm(2)])

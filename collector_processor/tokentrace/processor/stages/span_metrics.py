@@ -17,7 +17,7 @@ Two families:
 Temporality (delta or cumulative) belongs to the metric exporter: the standard
 ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` in an application; in the gateway its
 ``telemetry.temporality`` setting, read through :func:`preferred_temporality`. This stage's own
-``temporality`` key is validated but decides nothing.
+``temporality`` key decides nothing: it is still accepted (and validated), with a warning saying so.
 
 Cost per span (the gateway sees 100k spans/s): both attribute sets of a span depend on ten of its
 attributes, so a plan (:class:`_Plan`) cached on their values *and types* holds them, already bound to
@@ -104,6 +104,11 @@ class Config:
             raise ValueError(f"span_metrics.max_series must be a positive integer, got {d['max_series']!r}")
         if d.get("temporality", "cumulative") not in ("cumulative", "delta"):
             raise ValueError(f"span_metrics.temporality must be cumulative or delta, got {d['temporality']!r}")
+        if "temporality" in d:  # accepted so older configs still load, but said out loud: it changes nothing
+            logger.warning(
+                "span_metrics.temporality has no effect: the metric exporter decides (in an application "
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, in the gateway telemetry.temporality)"
+            )
         return cls(**d)
 
 
