@@ -151,13 +151,8 @@ class _CounterBuffer:
         self.one_by_one = False  # see counter_adds
 
     def flush(self) -> None:
-        add, attributes = self.counter.add, self.attributes
         try:
-            for amount in counter_adds(self.values, self.one_by_one):
-                try:
-                    add(amount, attributes)
-                except Exception:  # e.g. an int too large for the SDK's math.isfinite: drop it, not the rest
-                    logger.debug("tokentrace: span metrics failed to add to %r", self.counter, exc_info=True)
+            _measure_each(self.counter, self.counter.add, counter_adds(self.values, self.one_by_one), self.attributes)
         finally:
             self.values.clear()
 
@@ -173,15 +168,20 @@ class _HistogramBuffer:
         self.values: list[Any] = []
 
     def flush(self) -> None:
-        record, attributes = self.histogram.record, self.attributes
         try:
-            for value in self.values:
-                try:
-                    record(value, attributes)
-                except Exception:
-                    logger.debug("tokentrace: span metrics failed to record on %r", self.histogram, exc_info=True)
+            _measure_each(self.histogram, self.histogram.record, self.values, self.attributes)
         finally:
             self.values.clear()
+
+
+def _measure_each(instrument: Any, measure: Any, amounts: list[Any], attributes: dict[str, Any] | None) -> None:
+    """``measure`` (an SDK ``add`` or ``record``) each amount; one that raises (an int too large for the
+    SDK's ``math.isfinite``, say) is dropped, not the amounts after it."""
+    for amount in amounts:
+        try:
+            measure(amount, attributes)
+        except Exception:
+            logger.debug("tokentrace: span metrics failed to measure on %r", instrument, exc_info=True)
 
 
 class _Plan:
